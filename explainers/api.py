@@ -1,0 +1,149 @@
+"""The public verbs: :func:`explain`, and its two halves :func:`capture` and :func:`render`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .errors import InvalidParameterError
+from .images import load_image
+from .registry import METHODS, Capture, check_target
+
+__all__ = ["Explanation", "explain", "capture", "render", "to_input", "upsample"]
+
+
+@dataclass
+class Explanation:
+    """One image's explanation.
+
+    patch_map: (grid_h, grid_w) float32, the method's raw map (for pixel-level methods such as
+        ``lrp_full``, the pixel relevance summed per patch).
+    heatmap: (H, W) float32 at the model input size, min-max scaled to [0, 1] (all zeros when the map is
+        constant; see ``warnings``).
+    """
+
+    method: str
+    patch_map: np.ndarray
+    heatmap: np.ndarray
+    target: int
+    probability: float
+    label: str
+    params: dict
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    top5: list[tuple[int, str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "target": self.target, "label": self.label,
+                "probability": self.probability, "params": self.params, "seconds": self.seconds,
+                "warnings": list(self.warnings), "top5": [list(t) for t in self.top5],
+                "grid": list(self.patch_map.shape)}
+
+
+def to_input(model, image) -> tuple[torch.Tensor, bool]:
+    """PIL image / path / bytes / (3,H,W) or (B,3,H,W) tensor -> (model input batch, was_batch)."""
+    if isinstance(image, torch.Tensor):
+        if image.dim() == 3:
+            return model.check_input(image.unsqueeze(0)), False
+        x = model.check_input(image)
+        return x, x.shape[0] > 1
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    return model.preprocess(load_image(image)), False
+
+
+def upsample(patch_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, gh, gw) -> (B, H, W) bilinear (as Chefer et al. and jacobgil's visualisation)."""
+    return F.interpolate(patch_maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _minmax(m: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    lo, hi = m.min(), m.max()
+    if not torch.isfinite(hi - lo) or float(hi - lo) <= 1e-12 * max(1.0, float(hi.abs())):
+        return torch.zeros_like(m), False
+    return (m - lo) / (hi - lo), True
+
+
+def capture(model, image, method: str = "attention_rollout", target=None, progress=None, **params) -> Capture:
+    """Run the model-dependent part of a method (forward/backward/masked passes). The result is reused
+    by :func:`render` for any change of the method's cheap parameters."""
+    m = METHODS[method]
+    full = m.validate(params, model)
+    heavy, _ = m.split(full)
+    check_target(target, model.num_classes)
+    x, _ = to_input(model, image)
+    t0 = time.perf_counter()
+    cap = m.capture(model, x, target, heavy, progress)
+    cap.seconds = time.perf_counter() - t0
+    cap.method = m.name
+    cap.params = heavy
+    cap.x = x.detach().cpu()
+    return cap
+
+
+def render(cap: Capture, model=None, batch: bool | None = None, **params):
+    """Finish an explanation from a :class:`Capture` with (possibly new) cheap parameters. No model call.
+
+    Returns one :class:`Explanation` per image: a list for a batch of several images, else a single one.
+    """
+    m = METHODS[cap.method]
+    full = m.validate({**cap.params, **params}, model)
+    heavy, cheap = m.split(full)
+    if heavy != cap.params:
+        changed = sorted(k for k in heavy if heavy[k] != cap.params.get(k))
+        raise InvalidParameterError(
+            f"parameters {', '.join(changed)} need a new capture (they change the model passes)")
+    t0 = time.perf_counter()
+    maps = m.reduce(cap, cheap)
+    pm = maps.patch_maps.detach().float().cpu()
+    if maps.pixel_maps is not None:
+        px = maps.pixel_maps.detach().float().cpu()
+    else:
+        px = upsample(pm, cap.input_size)
+    probs = cap.logits.detach().float().softmax(-1).cpu()
+    reduce_s = time.perf_counter() - t0
+    B = pm.shape[0]
+    labels = getattr(model, "labels", None)
+    out = []
+    for b in range(B):
+        warns = list(maps.warnings[b]) if maps.warnings else []
+        p = pm[b]
+        bad = ~torch.isfinite(p)
+        if bad.any():
+            warns.append(f"{int(bad.sum())} non-finite map values were set to 0")
+            p = torch.where(bad, torch.zeros_like(p), p)
+        hm, ok = _minmax(torch.nan_to_num(px[b], nan=0.0, posinf=0.0, neginf=0.0))
+        if not ok:
+            warns.append("the map is constant: it carries no information for this image/target")
+        t = int(cap.targets[b])
+        top = torch.topk(probs[b], k=min(5, probs.shape[1]))
+        top5 = [(int(i), labels[int(i)] if labels else str(int(i)), float(v)) for v, i in zip(top.values, top.indices)]
+        out.append(Explanation(
+            method=cap.method, patch_map=p.numpy().astype(np.float32), heatmap=hm.numpy().astype(np.float32),
+            target=t, probability=float(probs[b, t]), label=labels[t] if labels else str(t), params=full,
+            seconds=(cap.seconds + reduce_s) / B, warnings=warns, top5=top5))
+    if batch is None:
+        batch = B > 1
+    return out if batch else out[0]
+
+
+def explain(model, image, method: str = "attention_rollout", target=None, progress=None, **params):
+    """Explain ``model``'s prediction for ``image`` with ``method``.
+
+    image: a PIL image, a path, bytes, or a tensor (3, H, W) / (B, 3, H, W) already preprocessed.
+    target: None (the predicted class), a class index, or one index per image of a batch.
+    progress: optional ``callback(done, total)`` for long methods; return False (or raise
+        :class:`explainers.Cancelled`) to cancel.
+    params: the method's parameters (see ``explainers.METHODS[method].params``).
+
+    Returns an :class:`Explanation`, or a list of them for a batch of more than one image.
+    """
+    cap = capture(model, image, method, target, progress, **params)
+    m = METHODS[method]
+    _, cheap = m.split(m.validate(params, model))
+    return render(cap, model, **cheap)

@@ -1,0 +1,109 @@
+"""Command line: ``python -m explainers explain|list|evaluate ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse_params(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--param expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_list(args) -> int:
+    from . import METHODS
+
+    if args.json:
+        print(json.dumps([METHODS[n].describe() for n in METHODS], indent=2))
+        return 0
+    for name in METHODS:
+        m = METHODS[name]
+        print(f"{name:24s} {m.display_name}  [{m.cost}]")
+        for p in m.params:
+            d = p.describe()
+            rng = f" in [{d['min']}, {d['max'] if d['max'] is not None else 'L-1'}]" if d["min"] is not None else ""
+            ch = f" one of {'/'.join(p.choices)}" if p.choices else ""
+            print(f"    {p.name}={p.default!r} ({p.kind}{rng}{ch}): {p.help}")
+    return 0
+
+
+def save_heatmap_png(heatmap: np.ndarray, path: Path, image=None, alpha: float = 0.5) -> None:
+    """Write a heatmap (H, W) in [0, 1] as a colour-mapped PNG, overlaid on ``image`` (PIL) if given."""
+    from PIL import Image
+
+    from .viz import colorize, overlay
+
+    rgb = colorize(heatmap)
+    out = overlay(image, heatmap, alpha=alpha) if image is not None else Image.fromarray(rgb)
+    out.save(path)
+
+
+def cmd_explain(args) -> int:
+    from . import explain, load_image, load_model
+
+    model = load_model(args.model, weights=args.weights, device=args.device)
+    image = load_image(args.image)
+    exp = explain(model, image, method=args.method, target=args.target, **_parse_params(args.param))
+    x = model.preprocess(image)
+    shown = model.to_pixels(x)[0].permute(1, 2, 0).cpu().numpy()
+    from PIL import Image
+
+    base = Image.fromarray((shown * 255).round().astype(np.uint8))
+    save_heatmap_png(exp.heatmap, Path(args.out), image=None if args.no_overlay else base)
+    if args.npy:
+        np.save(args.npy, exp.patch_map)
+    print(json.dumps({**exp.to_dict(), "out": args.out, "npy": args.npy}, indent=2))
+    for w in exp.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m explainers", description="Explain ViT image classifiers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the methods and their parameters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("explain", help="explain one image")
+    p.add_argument("--model", required=True, help="timm name, Hugging Face id or local HF folder")
+    p.add_argument("--weights", default=None, help="local weights file/folder (offline use)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--method", default="attention_rollout")
+    p.add_argument("--image", required=True)
+    p.add_argument("--target", type=int, default=None, help="class index (default: the predicted class)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
+    p.add_argument("--out", required=True, help="output PNG (heatmap overlaid on the model input)")
+    p.add_argument("--no-overlay", action="store_true", help="write the bare colour-mapped heatmap")
+    p.add_argument("--npy", default=None, help="also save the raw patch map as .npy")
+    p.set_defaults(func=cmd_explain)
+
+    try:  # the batch evaluation lives with the metrics
+        from .evaluate import add_cli as _add_evaluate
+    except ImportError:  # pragma: no cover
+        _add_evaluate = None
+    if _add_evaluate is not None:
+        _add_evaluate(sub)
+    return ap
+
+
+def main(argv=None) -> int:
+    from .errors import ExplainerError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ExplainerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

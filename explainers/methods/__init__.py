@@ -1,0 +1,3 @@
+"""Every method module registers itself in ``explainers.METHODS`` on import (one file per method family)."""
+
+from . import attention, lrp  # noqa: F401

@@ -1,0 +1,262 @@
+"""The method registry: one small class per method, one verb.
+
+A method is a subclass of :class:`Method` that declares its metadata (display name, paper, cost,
+parameters) and implements two steps:
+
+* ``capture(model, x, target, params, progress)`` runs the model (forward, backward, masked passes) and
+  returns a :class:`Capture` holding logits, resolved targets and whatever tensors the second step needs;
+* ``reduce(capture, params)`` turns that state into maps without touching the model.
+
+Parameters marked ``cheap=True`` are only read by ``reduce``: changing them (a slider in the app) reuses
+the capture and costs no forward pass. Adding a method means one new file in ``explainers/methods/``
+with a ``@register`` class, and (in the app) one small page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .errors import Cancelled, InvalidParameterError
+
+__all__ = ["Param", "Method", "Capture", "Maps", "METHODS", "register", "resolve_targets", "report_progress"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One method parameter, with what a UI needs to build a widget for it.
+
+    kind: "int", "float", "bool" or "choice". ``min``/``max`` may be numbers or callables of the loaded
+    model (e.g. ``lambda m: m.num_layers - 1``); :meth:`bounds` resolves them.
+    cheap: True when the parameter only affects the post-processing (no new forward pass needed).
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    min: Any = None
+    max: Any = None
+    choices: tuple = ()
+    step: float | None = None
+    cheap: bool = False
+    allow_none: bool = False
+
+    def bounds(self, model=None) -> tuple[Any, Any]:
+        lo = self.min(model) if callable(self.min) else self.min
+        hi = self.max(model) if callable(self.max) else self.max
+        return lo, hi
+
+    def validate(self, value, model=None):
+        """Coerce ``value`` (also from a string, as the command line gives it) and check its range."""
+        if value is None:
+            if self.allow_none:
+                return None
+            raise InvalidParameterError(f"parameter {self.name!r} needs a value")
+        try:
+            if self.kind == "bool":
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(value)
+                    value = low in ("true", "1", "yes")
+                elif not isinstance(value, (bool, int)) or value not in (0, 1):
+                    raise ValueError(value)
+                return bool(value)
+            if self.kind == "choice":
+                value = str(value)
+                if value not in self.choices:
+                    raise InvalidParameterError(
+                        f"parameter {self.name!r} must be one of {', '.join(self.choices)}; got {value!r}")
+                return value
+            if self.kind == "int":
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError(value)
+                value = int(str(value).strip()) if isinstance(value, str) else int(value)
+            elif self.kind == "float":
+                if isinstance(value, bool):
+                    raise ValueError(value)
+                value = float(value)
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError(value)
+            else:  # pragma: no cover - programming error
+                raise TypeError(self.kind)
+        except InvalidParameterError:
+            raise
+        except (TypeError, ValueError):
+            raise InvalidParameterError(
+                f"parameter {self.name!r} must be {'an integer' if self.kind == 'int' else 'a ' + self.kind}; "
+                f"got {value!r}") from None
+        lo, hi = self.bounds(model)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if lo is not None and hi is not None:
+                rng = f"[{lo}, {hi}]"
+            else:
+                rng = f">= {lo}" if lo is not None else f"<= {hi}"
+            raise InvalidParameterError(f"parameter {self.name!r} must be in {rng}; got {value}")
+        return value
+
+    def describe(self, model=None) -> dict:
+        lo, hi = self.bounds(model) if model is not None else (
+            None if callable(self.min) else self.min, None if callable(self.max) else self.max)
+        return {"name": self.name, "type": self.kind, "default": self.default, "min": lo, "max": hi,
+                "choices": list(self.choices), "step": self.step, "help": self.help, "cheap": self.cheap}
+
+
+@dataclass
+class Capture:
+    """The model-dependent part of an explanation: everything ``reduce`` needs, on the CPU or device."""
+
+    method: str
+    logits: torch.Tensor  # (B, C)
+    targets: torch.Tensor  # (B,) long
+    grid: tuple[int, int]
+    input_size: tuple[int, int]
+    params: dict  # the non-cheap parameters used
+    state: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    forward_passes: int = 0  # images pushed through the model (for benchmarks)
+    x: torch.Tensor | None = None  # the model input (kept for metrics/reports), on the CPU
+
+
+@dataclass
+class Maps:
+    patch_maps: torch.Tensor  # (B, gh, gw)
+    pixel_maps: torch.Tensor | None = None  # (B, H, W) for methods that work at pixel level
+    warnings: list[list[str]] | None = None
+
+
+class Method:
+    """Base class of every explanation method. Subclasses set the class attributes and implement
+    :meth:`capture` and :meth:`reduce`."""
+
+    name: str = ""
+    display_name: str = ""
+    paper: str = ""
+    paper_url: str = ""
+    cost: str = ""
+    description: str = ""
+    class_specific: bool = True
+    family: str = ""  # groups methods on one app page ("attention", "lrp", "perturbation", ...)
+    params: tuple[Param, ...] = ()
+
+    # -- parameters ---------------------------------------------------------------------------------------
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def defaults(self) -> dict:
+        return {p.name: p.default for p in self.params}
+
+    def validate(self, params: Mapping[str, Any], model=None) -> dict:
+        known = {p.name for p in self.params}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise InvalidParameterError(
+                f"{self.name} has no parameter {', '.join(map(repr, unknown))}; "
+                f"its parameters are: {', '.join(sorted(known)) or 'none'}")
+        out = {}
+        for p in self.params:
+            out[p.name] = p.validate(params.get(p.name, p.default), model)
+        return out
+
+    def split(self, params: dict) -> tuple[dict, dict]:
+        cheap = {p.name for p in self.params if p.cheap}
+        return ({k: v for k, v in params.items() if k not in cheap}, {k: v for k, v in params.items() if k in cheap})
+
+    def describe(self, model=None) -> dict:
+        return {"name": self.name, "display_name": self.display_name, "paper": self.paper,
+                "paper_url": self.paper_url, "cost": self.cost, "class_specific": self.class_specific,
+                "family": self.family, "description": self.description,
+                "parameters": [p.describe(model) for p in self.params]}
+
+    # -- the two steps -------------------------------------------------------------------------------------
+    def capture(self, model, x: torch.Tensor, target, params: dict, progress=None) -> Capture:
+        raise NotImplementedError
+
+    def reduce(self, cap: Capture, params: dict) -> Maps:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<method {self.name}: {self.display_name}>"
+
+
+class _Registry(Mapping):
+    """name -> Method instance, in registration order."""
+
+    def __init__(self):
+        self._methods: dict[str, Method] = {}
+
+    def __getitem__(self, name: str) -> Method:
+        try:
+            return self._methods[name]
+        except KeyError:
+            raise InvalidParameterError(
+                f"unknown method {name!r}; available: {', '.join(self._methods)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._methods)
+
+    def __len__(self) -> int:
+        return len(self._methods)
+
+    def __contains__(self, name) -> bool:
+        return name in self._methods
+
+    def add(self, method: Method) -> None:
+        if not method.name or method.name in self._methods:
+            raise ValueError(f"method name {method.name!r} missing or registered twice")
+        self._methods[method.name] = method
+
+
+METHODS = _Registry()
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: instantiate and add to :data:`METHODS`."""
+    METHODS.add(cls())
+    return cls
+
+
+def resolve_targets(logits: torch.Tensor, target) -> torch.Tensor:
+    """None -> the predicted class of each image; int -> that class for all; sequence -> one per image."""
+    B, C = logits.shape
+    if target is None:
+        return logits.argmax(-1)
+    if isinstance(target, torch.Tensor):
+        t = target.reshape(-1).long().to(logits.device)
+    elif isinstance(target, (list, tuple)):
+        t = torch.tensor([int(v) for v in target], device=logits.device)
+    else:
+        t = torch.tensor([int(target)], device=logits.device)
+    if t.numel() == 1 and B > 1:
+        t = t.expand(B)
+    if t.numel() != B:
+        raise InvalidParameterError(f"got {t.numel()} targets for {B} images")
+    return t
+
+
+def check_target(target, num_classes: int) -> None:
+    if target is None:
+        return
+    vals = target.reshape(-1).tolist() if isinstance(target, torch.Tensor) else (
+        list(target) if isinstance(target, (list, tuple)) else [target])
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and float(v).is_integer()):
+            raise InvalidParameterError(f"target class must be an integer; got {v!r}")
+        if not 0 <= int(v) < num_classes:
+            raise InvalidParameterError(
+                f"target class {int(v)} is outside this model's classes (0..{num_classes - 1})")
+
+
+def report_progress(progress: Callable[[int, int], Any] | None, done: int, total: int) -> None:
+    """Call the user's progress callback; it cancels the run by returning False or raising Cancelled."""
+    if progress is None:
+        return
+    if progress(done, total) is False:
+        raise Cancelled("cancelled by the progress callback")

@@ -1,0 +1,90 @@
+"""Shared fixtures. Tests never reach the network: real weights come from ../shared/weights, other
+architectures are randomly initialised."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIT_EXPLAIN_SHARED", ROOT.parent / "shared"))
+WEIGHTS = SHARED / "weights" / "deit_tiny_patch16_224"
+SAMPLES = ROOT / "assets" / "samples"
+VAL100 = SHARED / "images" / "imagenet-val100"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"missing test data {path}: the tests need ../shared beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def deit_tiny():
+    import explainers
+
+    return explainers.load_model("deit_tiny_patch16_224", weights=_require(WEIGHTS), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def deit_tiny_hf():
+    import explainers
+
+    return explainers.load_model("facebook/deit-tiny-patch16-224", weights=_require(WEIGHTS / "hf"), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def cat_image():
+    from PIL import Image
+
+    return Image.open(_require(SAMPLES / "chelsea.png")).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def both_image():
+    from PIL import Image
+
+    return Image.open(_require(SAMPLES / "both.png")).convert("RGB")
+
+
+@pytest.fixture(scope="session")
+def val_boxes() -> dict:
+    return json.loads(_require(VAL100 / "boxes.json").read_text())
+
+
+def val_images(n: int) -> list[Path]:
+    """The first ``n`` ImageNet validation images (sorted by name: deterministic)."""
+    return sorted(_require(VAL100).glob("*.JPEG"))[:n]
+
+
+def random_model(kind: str):
+    """Randomly initialised models of other architectures (no download)."""
+    import explainers
+
+    torch.manual_seed(0)
+    if kind == "deit_distilled":
+        return explainers.load_model("deit_tiny_distilled_patch16_224", weights="random", device="cpu")
+    if kind == "dinov2_reg":
+        import timm
+
+        name = "vit_small_patch14_reg4_dinov2"
+        model = timm.create_model(name, pretrained=False, num_classes=10, img_size=224, global_pool="token",
+                                  dynamic_img_size=True)
+        return explainers.models.wrap_timm(model.eval(), name)
+    if kind == "hf_vit":
+        from transformers import ViTConfig, ViTForImageClassification
+
+        cfg = ViTConfig(hidden_size=96, num_hidden_layers=4, num_attention_heads=4, intermediate_size=192,
+                        image_size=224, patch_size=16, num_labels=10)
+        model = ViTForImageClassification(cfg)
+        return explainers.models.wrap_hf(model.eval(), "hf-vit-random")
+    raise ValueError(kind)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from .errors import InvalidParameterError
 from .images import load_image
@@ -52,9 +51,7 @@ def to_input(model, image) -> tuple[torch.Tensor, bool]:
             return model.check_input(image.unsqueeze(0)), False
         x = model.check_input(image)
         return x, x.shape[0] > 1
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    return model.preprocess(load_image(image)), False
+    return model.preprocess(load_image(image)), False  # load_image also takes numpy arrays
 
 
 def upsample(patch_maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

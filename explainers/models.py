@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .errors import ModelLoadError, UnsupportedModelError, WeightsUnavailableError
+from .errors import ImageError, ModelLoadError, UnsupportedModelError, WeightsUnavailableError
 
 __all__ = ["BlockParts", "HeadParts", "Trace", "ViTModel", "load_model", "resolve_device", "wrap_hf", "wrap_timm"]
 
@@ -161,15 +162,18 @@ class Preprocessing:
             self.interpolation, Image.BICUBIC
         )
         H, W = self.input_size
-        if isinstance(self.resize, tuple):
-            image = image.resize((self.resize[1], self.resize[0]), resample)
-        else:
-            w, h = image.size
-            s = self.resize / min(w, h)
-            image = image.resize((max(W, round(w * s)), max(H, round(h * s))), resample)
         w, h = image.size
-        left, top = (w - W) // 2, (h - H) // 2
-        image = image.crop((left, top, left + W, top + H))
+        if isinstance(self.resize, tuple):
+            rw, rh = self.resize[1], self.resize[0]
+        else:
+            s = self.resize / min(w, h)
+            rw, rh = max(W, round(w * s)), max(H, round(h * s))
+        left, top = (rw - W) // 2, (rh - H) // 2
+        if rw * rh <= 16 * H * W:  # resize, then centre crop (as timm and transformers do)
+            image = image.resize((rw, rh), resample).crop((left, top, left + W, top + H))
+        else:  # extreme aspect ratio (e.g. 20000x1): resample only the cropped region, memory stays bounded
+            sx, sy = w / rw, h / rh
+            image = image.resize((W, H), resample, box=(left * sx, top * sy, (left + W) * sx, (top + H) * sy))
         arr = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
@@ -243,12 +247,12 @@ class ViTModel:
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected an image tensor of shape (B, 3, H, W), got {shape}")
+            raise ImageError(f"expected an image tensor of shape (B, 3, H, W), got {shape}")
         ph, pw = self.patch_size
         if x.shape[-2] < ph or x.shape[-1] < pw:
-            raise ValueError(f"input {tuple(x.shape[-2:])} is smaller than one {ph}x{pw} patch")
+            raise ImageError(f"input {tuple(x.shape[-2:])} is smaller than one {ph}x{pw} patch")
         if x.shape[-2] % ph or x.shape[-1] % pw:
-            raise ValueError(
+            raise ImageError(
                 f"input size {tuple(x.shape[-2:])} is not a multiple of the patch size {self.patch_size}; "
                 "use model.preprocess() or crop to a multiple of the patch size"
             )
@@ -467,6 +471,10 @@ def wrap_timm(model: nn.Module, name: str | None = None, device=None, weights_pa
     """Wrap an already built timm VisionTransformer (any weights) for the explainers."""
     import timm
 
+    if not all(hasattr(model, a) for a in ("blocks", "patch_embed", "_pos_embed", "head")):
+        raise UnsupportedModelError(
+            f"{name or type(model).__name__}: {type(model).__name__} is not a plain Vision Transformer (no "
+            "global attention blocks over patch tokens); use a ViT/DeiT/DINOv2-style model")
     device = next(model.parameters()).device if device is None else resolve_device(device)
     model.eval().to(device)
     cfg = timm.data.resolve_model_data_config(model)
@@ -690,9 +698,14 @@ def _read_state_dict(path: Path) -> dict:
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = torch.load(str(path), map_location="cpu", weights_only=True)  # never unpickles code
+    except pickle.UnpicklingError:
+        raise ModelLoadError(
+            f"{str(path)!r} holds pickled Python objects besides tensors; refused, because weights files are "
+            "loaded with torch.load(weights_only=True) and never run as code. Save a plain state dict "
+            "(torch.save(model.state_dict(), ...)) or, better, a .safetensors file.") from None
     except Exception as e:
-        raise ModelLoadError(f"could not read weights file {str(path)!r}: {e}") from None
+        raise ModelLoadError(f"could not read weights file {str(path)!r}: {str(e)[:300]}") from None
     for key in ("state_dict", "model", "model_ema"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

@@ -241,13 +241,18 @@ def resolve_targets(logits: torch.Tensor, target) -> torch.Tensor:
     return t
 
 
+def _is_integral(v) -> bool:
+    """int, numpy integer (has ``__index__``) or an integer-valued float."""
+    return hasattr(v, "__index__") or (isinstance(v, float) and v.is_integer())
+
+
 def check_target(target, num_classes: int) -> None:
     if target is None:
         return
     vals = target.reshape(-1).tolist() if isinstance(target, torch.Tensor) else (
         list(target) if isinstance(target, (list, tuple)) else [target])
     for v in vals:
-        if isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, float) and float(v).is_integer()):
+        if isinstance(v, bool) or not _is_integral(v):
             raise InvalidParameterError(f"target class must be an integer; got {v!r}")
         if not 0 <= int(v) < num_classes:
             raise InvalidParameterError(

@@ -1,0 +1,96 @@
+"""Plotly figures: the raw patch grid, the top-5 bar chart, insertion/deletion curves, the box drawing."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+from explainers import viz
+
+# Plotly's own colour scales closest to explainers.viz's tables.
+PLOTLY_SCALES = {"jet": "Jet", "viridis": "Viridis", "inferno": "Inferno", "gray": "Greys_r"}
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+
+
+def _compact(fig: go.Figure, height: int) -> go.Figure:
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def patch_grid(patch_map: np.ndarray, cmap: str = "jet", title: str = "Raw patch map") -> go.Figure:
+    """The method's raw map, one cell per patch (hover shows row, column and value)."""
+    gh, gw = patch_map.shape
+    fig = go.Figure(go.Heatmap(
+        z=np.asarray(patch_map, dtype=np.float64), colorscale=PLOTLY_SCALES.get(cmap, "Jet"),
+        hovertemplate="row %{y}, col %{x}<br>value %{z:.4g}<extra></extra>", colorbar=dict(thickness=10)))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False)
+    fig.update_xaxes(constrain="domain", showgrid=False)
+    fig.update_layout(title=dict(text=f"{title} ({gh}×{gw})", font=dict(size=14)))
+    return _compact(fig, 330)
+
+
+def top5(top: list[tuple[int, str, float]], target: int) -> go.Figure:
+    labels = [f"{lbl.split(',')[0]} ({i})" for i, lbl, _ in top][::-1]
+    probs = [p for _, _, p in top][::-1]
+    colors = ["#d62728" if i == target else "#1f77b4" for i, _, _ in top][::-1]
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color=colors,
+                           text=[f"{p:.1%}" for p in probs], textposition="auto",
+                           hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_layout(title=dict(text="Top-5 predictions (red: explained class)", font=dict(size=14)))
+    return _compact(fig, 260)
+
+
+def curves(named: dict, selected: float | None = None) -> go.Figure:
+    """Insertion and deletion curves side by side; ``named`` maps a legend name to a ``metrics.Curves``.
+    Each point carries its step fraction (clicking one selects that step)."""
+    first = next(iter(named.values()))
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08, subplot_titles=(
+        f"{first.insertion_label.capitalize()} (higher is better)",
+        f"{first.deletion_label.capitalize()} (lower is better)"))
+    single = len(named) == 1
+    for i, (name, c) in enumerate(named.items()):
+        color = COLORS[i % len(COLORS)]
+        for col, ys, auc, kind in ((1, c.insertion, c.insertion_auc, "insertion"),
+                                   (2, c.deletion, c.deletion_auc, "deletion")):
+            label = f"{kind} AUC {auc:.3f}" if single else f"{name} ({auc:.3f})"
+            fig.add_trace(go.Scatter(
+                x=c.fractions, y=ys, mode="lines+markers", name=label, legendgroup=name,
+                line=dict(color=("#2ca02c" if kind == "insertion" else "#d62728") if single else color),
+                customdata=np.full(len(ys), kind), fill="tozeroy" if single else None,
+                hovertemplate=f"{name}<br>{kind} %{{x:.0%}} of the pixels<br>score %{{y:.3f}}<extra></extra>"),
+                row=1, col=col)
+    if selected is not None:
+        for col in (1, 2):
+            fig.add_vline(x=float(selected), line_dash="dot", line_color="#555", row=1, col=col)
+    ylabel = "accuracy" if first.score == "accuracy" else "probability of the class"
+    fig.update_xaxes(title_text="fraction of pixels", tickformat=".0%", range=[0, 1])
+    fig.update_yaxes(title_text=ylabel, rangemode="tozero")
+    fig.update_layout(legend=dict(orientation="h", y=-0.25), clickmode="event+select")
+    return _compact(fig, 360)
+
+
+def box_picker(image: Image.Image, box: tuple[float, float, float, float] | None) -> go.Figure:
+    """The model input with an invisible grid of points, so a box selection ('Box select' in the toolbar)
+    returns the drawn rectangle; the current box is drawn in red."""
+    arr = np.asarray(image.convert("RGB"))
+    H, W = arr.shape[:2]
+    fig = go.Figure(go.Image(z=arr, hoverinfo="skip"))
+    ys, xs = np.mgrid[0:H:4, 0:W:4]
+    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", marker=dict(size=4, opacity=0.0),
+                             hoverinfo="skip", showlegend=False))
+    if box is not None:
+        x0, y0, x1, y1 = box
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="red", width=3))
+    fig.update_layout(dragmode="select", title=dict(text="Draw the object's box (drag)", font=dict(size=14)))
+    fig.update_xaxes(range=[0, W], showgrid=False)
+    fig.update_yaxes(range=[H, 0], showgrid=False, scaleanchor="x")
+    return _compact(fig, 360)
+
+
+def colorbar_strip(cmap: str) -> np.ndarray:
+    """A small horizontal strip of the colour map (low -> high), uint8 RGB."""
+    return np.repeat(viz.colorize(np.linspace(0, 1, 256)[None, :], cmap), 12, axis=0)

@@ -1,0 +1,76 @@
+"""Downloads: heatmap PNG, overlay PNG, raw map .npy and a JSON report of the run."""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import time
+from importlib import metadata
+
+import numpy as np
+from PIL import Image
+
+import explainers
+from explainers import viz
+from explainers.models import model_summary
+
+
+def png_bytes(img: Image.Image | np.ndarray) -> bytes:
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def versions() -> dict:
+    out = {"explainers": explainers.__version__, "python": platform.python_version()}
+    for pkg in ("torch", "timm", "transformers", "streamlit", "numpy", "plotly"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict | None = None,
+           display: dict | None = None) -> dict:
+    """The JSON report of one explanation: model, method, parameters, target, metrics and versions."""
+    m = explainers.METHODS[exp.method]
+    metrics = None
+    if curves is not None:
+        metrics = {"insertion_auc": curves.insertion_auc, "deletion_auc": curves.deletion_auc,
+                   "curves": curves.to_dict(), **(curve_settings or {})}
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model_summary(ctx.model),
+        "image": {"name": ctx.image_name, "sha256_prefix": ctx.image_hash, "size": list(ctx.image.size)},
+        "method": {"name": m.name, "display_name": m.display_name, "paper": m.paper, "paper_url": m.paper_url},
+        "params": exp.params,
+        "target": {"index": exp.target, "label": exp.label, "probability": exp.probability},
+        "top5": [{"index": i, "label": lbl, "probability": p} for i, lbl, p in exp.top5],
+        "seconds": exp.seconds,
+        "warnings": list(exp.warnings),
+        "metrics": metrics,
+        "display": display or {},
+        "versions": versions(),
+    }
+
+
+def downloads(ctx, exp, overlay: Image.Image, cmap: str, curves=None, curve_settings=None, display=None) -> dict:
+    """file name -> (bytes, mime) for the download buttons."""
+    stem = f"{exp.method}_{exp.target}"
+    rep = report(ctx, exp, curves, curve_settings, display)
+    return {
+        f"{stem}_heatmap.png": (png_bytes(viz.colorize(exp.heatmap, cmap)), "image/png"),
+        f"{stem}_overlay.png": (png_bytes(overlay), "image/png"),
+        f"{stem}_map.npy": (npy_bytes(exp.patch_map), "application/octet-stream"),
+        f"{stem}_report.json": (json.dumps(rep, indent=2, default=float).encode(), "application/json"),
+    }

@@ -1,0 +1,241 @@
+"""The shared sidebar (model, device, image, target class) and the cached loading behind it.
+
+``sidebar()`` runs on every rerun from ``app.py`` (before the page), so its widgets, and with them the
+user's choices, live in the session state across page switches. It returns a :class:`Context` that pages
+read with :func:`context`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+import explainers
+from explainers.models import resolve_device
+
+from . import settings
+
+_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+_TIMM_NAME = re.compile(r"^(timm/)?[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")
+
+
+class ChoiceError(ValueError):
+    """A model name or path the app refuses (message for the user)."""
+
+
+@dataclass
+class Context:
+    """What a page needs: the loaded model, the image and the class to explain."""
+
+    model: explainers.ViTModel
+    model_key: tuple  # (name, weights, device): the cache key of the model
+    image: Image.Image
+    image_hash: str
+    image_name: str
+    probs: np.ndarray  # (num_classes,) softmax of the model on the image
+    target: int
+    top5: list[int] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.model.labels[self.target]
+
+    def x(self) -> torch.Tensor:
+        return self.model.preprocess(self.image)
+
+    def shown(self) -> Image.Image:
+        """The model's input (resized, centre-cropped) as an RGB image: what the heatmaps cover."""
+        return model_input_image(self.model_key, self.image_hash, self.model, self.image)
+
+
+# -- models ------------------------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Loading the model (once for all sessions)…", max_entries=4)
+def load_model(name: str, weights: str | None, device: str) -> explainers.ViTModel:
+    """One model per (name, weights, device), shared by every session. The explainers never attach hooks
+    or change the model, so sessions can use it at the same time; code that must change it takes
+    ``model.lock``."""
+    return explainers.load_model(name, weights=weights, device=device)
+
+
+def _under_allowed(path: Path) -> bool:
+    p = path.expanduser().resolve()
+    return any(p == root or root in p.parents for root in settings.allowed_roots())
+
+
+def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str | None]:
+    """Validate a model the user typed: a timm name, a Hugging Face id, or a local folder/file under one of
+    the operator's allowed folders (``VIT_EXPLAIN_ALLOWED_PATHS``). Returns (name, weights)."""
+    name = (name or "").strip()
+    weights = (weights or "").strip() or None
+    if not name:
+        raise ChoiceError("Enter a model name.")
+    looks_like_path = name.startswith(("/", ".", "~")) or "\\" in name or ".." in name or Path(name).exists()
+    if looks_like_path:
+        if not _under_allowed(Path(name)):
+            raise ChoiceError(
+                f"Local model folders must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS); "
+                f"{name!r} does not.")
+        name = str(Path(name).expanduser().resolve())
+    elif not (_TIMM_NAME.match(name) or _HF_ID.match(name)):
+        raise ChoiceError(f"{name!r} is neither a timm model name (e.g. deit_small_patch16_224) nor a Hugging "
+                          "Face id (owner/name).")
+    if weights is not None:
+        if not _under_allowed(Path(weights)):
+            raise ChoiceError(
+                f"Local weights must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS); "
+                f"{weights!r} does not.")
+        weights = str(Path(weights).expanduser().resolve())
+    return name, weights
+
+
+# -- images ------------------------------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=64)
+def decode(data: bytes) -> tuple[Image.Image, str]:
+    """Uploaded bytes -> (upright RGB image, content hash). Raises explainers.ImageError for bad files."""
+    return explainers.load_image(data), hashlib.sha256(data).hexdigest()[:20]
+
+
+@st.cache_data(show_spinner=False)
+def read_sample(name: str) -> tuple[Image.Image, str]:
+    path = settings.SAMPLES / Path(name).name
+    return decode(path.read_bytes())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def predict(model_key: tuple, image_hash: str, _model, _image) -> np.ndarray:
+    with torch.inference_mode():
+        logits = _model.forward(_model.preprocess(_image))
+    return logits.float().softmax(-1)[0].cpu().numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def model_input_image(model_key: tuple, image_hash: str, _model, _image) -> Image.Image:
+    x = _model.preprocess(_image)
+    arr = _model.to_pixels(x)[0].permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray((arr * 255).round().astype(np.uint8))
+
+
+# -- the sidebar -------------------------------------------------------------------------------------------
+def _model_section() -> tuple[str, str | None, str] | None:
+    st.subheader("Model")
+    names = [m.name for m in settings.CURATED]
+    default = settings.default_model()
+    if default not in names:
+        names.insert(0, default)
+    options = [*names, settings.OTHER_MODEL]
+    info = {m.name: m for m in settings.CURATED}
+    choice = st.selectbox(
+        "Model", options, key="model_choice", label_visibility="collapsed",
+        format_func=lambda n: info[n].label() if n in info else n,
+        help="A curated list of ViT classifiers with their size and expected CPU speed, or any other model.")
+    weights = None
+    if choice == settings.OTHER_MODEL:
+        typed = st.text_input("timm name, Hugging Face id, or local folder", key="model_typed",
+                              placeholder="e.g. deit_small_patch16_224 or facebook/deit-small-patch16-224")
+        typed_weights = st.text_input("Local weights (optional)", key="model_weights",
+                                      help="A .safetensors/.pth file or folder under an allowed folder "
+                                           "(VIT_EXPLAIN_ALLOWED_PATHS).")
+        if not typed.strip():
+            st.info("Enter a model name to load it.")
+            return None
+        try:
+            name, weights = check_model_choice(typed, typed_weights)
+        except ChoiceError as e:
+            st.error(str(e))
+            return None
+    else:
+        name = choice
+        st.caption(info[name].note if name in info else "")
+        if name == default:
+            weights = settings.default_weights()
+    devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    device = st.selectbox("Device", devices, key="device",
+                          help="auto: the GPU when there is one, else the CPU.")
+    return name, weights, str(resolve_device(device))
+
+
+def _image_section() -> tuple[Image.Image, str, str] | None:
+    st.subheader("Image")
+    source = st.radio("Image source", ["Gallery", "Upload", "Camera"], key="image_source", horizontal=True,
+                      label_visibility="collapsed")
+    try:
+        if source == "Gallery":
+            files = settings.samples()
+            credits = settings.attributions()
+            name = st.selectbox("Sample photo", [p.name for p in files], key="sample",
+                                format_func=lambda n: f"{n} — {credits.get(n, '').split(' — ')[0]}")
+            img, h = read_sample(name)
+            st.caption(f"{credits.get(name, '')}. See assets/samples/ATTRIBUTION.md.")
+            return img, h, name
+        if source == "Upload":
+            up = st.file_uploader("Upload a photo", key="upload",
+                                  type=["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"])
+        else:
+            up = st.camera_input("Take a photo", key="camera")
+        if up is None:
+            st.info("Upload a photo (PNG, JPEG, WebP, GIF, BMP, TIFF) or pick one from the gallery.")
+            return None
+        img, h = decode(up.getvalue())
+        return img, h, up.name
+    except explainers.ImageError as e:
+        st.error(f"This image cannot be used: {e}")
+        return None
+
+
+def _target_section(model, probs: np.ndarray, ident: str) -> int:
+    st.subheader("Target class")
+    top5 = [int(i) for i in np.argsort(-probs)[:5]]
+
+    def fmt(i: int) -> str:
+        return f"{model.labels[i].split(',')[0]} · {probs[i]:.1%}"
+
+    pick = st.pills("Top-5 predictions", top5, default=top5[0], format_func=fmt, key=f"top5.{ident}",
+                    help="The model's five most likely classes; click one to explain it.")
+    anyc = st.selectbox("Any class (type to search)", range(model.num_classes), index=None,
+                        key=f"anyclass.{ident}", placeholder="Search all classes…",
+                        format_func=lambda i: f"{i} · {model.labels[i]} ({probs[i]:.2%})")
+    if anyc is not None:
+        return int(anyc)
+    return int(pick) if pick is not None else top5[0]
+
+
+def sidebar() -> Context | None:
+    """Draw the shared sidebar; store and return the context (None when no model or image is usable)."""
+    st.session_state["ctx"] = None
+    with st.sidebar:
+        chosen = _model_section()
+        model = None
+        if chosen is not None:
+            try:
+                model = load_model(*chosen)
+            except explainers.ExplainerError as e:
+                st.error(f"The model could not be loaded: {e}")
+        if model is not None:
+            st.caption(f"{model.num_layers} layers · {model.num_heads} heads · {model.grid()[0]}×"
+                       f"{model.grid()[1]} patches · {model.num_classes} classes · {model.device}")
+        picked = _image_section()
+        if model is None or picked is None:
+            return None
+        image, image_hash, image_name = picked
+        probs = predict(chosen, image_hash, model, image)
+        ident = hashlib.sha1(repr((chosen, image_hash)).encode()).hexdigest()[:12]
+        target = _target_section(model, probs, ident)
+    ctx = Context(model=model, model_key=chosen, image=image, image_hash=image_hash, image_name=image_name,
+                  probs=probs, target=target, top5=[int(i) for i in np.argsort(-probs)[:5]])
+    st.session_state["ctx"] = ctx
+    return ctx
+
+
+def context() -> Context | None:
+    """The context the sidebar made in this run; pages show a hint and stop when there is none."""
+    ctx = st.session_state.get("ctx")
+    if ctx is None:
+        st.info("Choose a model and an image in the sidebar.")
+    return ctx

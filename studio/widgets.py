@@ -1,0 +1,98 @@
+"""Widgets built from the method registry: one per :class:`explainers.Param`, with its default, range, step
+and help resolved for the loaded model, plus the display controls (colour map, opacity)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import explainers
+from explainers import viz
+
+CHEAP_NOTE = "Redraws from the cached passes: no new forward pass."
+HEAVY_NOTE = "Changing it runs the model again."
+
+
+def pretty(name: str) -> str:
+    return name.replace("_", " ").capitalize()
+
+
+def _clamp_state(key: str, lo, hi, kind: str) -> None:
+    """Keep a remembered value inside the range the current model allows (e.g. start_layer after a switch
+    to a shallower model); drop it when it has the wrong type."""
+    if key not in st.session_state:
+        return
+    v = st.session_state[key]
+    if v is None:
+        return
+    if kind in ("int", "float") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        del st.session_state[key]
+        return
+    if lo is not None and v < lo:
+        st.session_state[key] = lo
+    elif hi is not None and v > hi:
+        st.session_state[key] = hi
+
+
+def param_widget(method: str, d: dict, key: str):
+    """One widget for a parameter description ``Param.describe(model)``; returns its value."""
+    label = pretty(d["name"])
+    help_ = f"{d['help']}  \n*{CHEAP_NOTE if d['cheap'] else HEAVY_NOTE}*"
+    kind, lo, hi, default = d["type"], d["min"], d["max"], d["default"]
+    if kind == "bool":
+        return st.toggle(label, value=bool(default), key=key, help=help_, persist_state="session")
+    if kind == "choice":
+        choices = list(d["choices"])
+        if key in st.session_state and st.session_state[key] not in choices:
+            del st.session_state[key]
+        return st.selectbox(label, choices, index=choices.index(default) if default in choices else 0, key=key,
+                            help=help_, persist_state="session")
+    cast = int if kind == "int" else float
+    lo = cast(lo) if lo is not None else None
+    hi = cast(hi) if hi is not None else None
+    _clamp_state(key, lo, hi, kind)
+    if default is not None:
+        default = cast(default)
+        if lo is not None:
+            default = max(lo, default)
+        if hi is not None:
+            default = min(hi, default)
+    if kind == "int":
+        step = int(d["step"] or 1)
+    else:
+        step = float(d["step"]) if d["step"] else (float(hi - lo) / 100 if lo is not None and hi is not None
+                                                    else 0.01)
+    small_range = lo is not None and hi is not None and (kind == "float" or hi - lo <= 512)
+    if small_range and default is not None and hi > lo:
+        return st.slider(label, min_value=lo, max_value=hi, value=default, step=step, key=key, help=help_,
+                         persist_state="session")
+    return st.number_input(label, min_value=lo, max_value=hi, value=default, step=step, key=key, help=help_,
+                           placeholder="auto", persist_state="session")
+
+
+def method_params(method: str, model, key_prefix: str = "p") -> dict:
+    """All of a method's parameter widgets (heavy first, then cheap); returns {name: value}."""
+    m = explainers.METHODS[method]
+    described = [p.describe(model) for p in m.params]
+    heavy = [d for d in described if not d["cheap"]]
+    cheap = [d for d in described if d["cheap"]]
+    values = {}
+    if heavy:
+        st.caption("Model passes")
+        for d in heavy:
+            values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
+    if cheap:
+        st.caption("Post-processing (instant)")
+        for d in cheap:
+            values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
+    if not described:
+        st.caption("This method has no parameters.")
+    return values
+
+
+def display_controls(key_prefix: str = "view") -> tuple[str, float]:
+    """Colour map and opacity of the overlay (pure display: never recompute anything)."""
+    c1, c2 = st.columns(2)
+    cmap = c1.selectbox("Colour map", list(viz.COLORMAPS), key=f"{key_prefix}.cmap", persist_state="session")
+    alpha = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key=f"{key_prefix}.alpha", persist_state="session",
+                      help="Opacity of the heatmap over the photo.")
+    return cmap, alpha

@@ -5,5 +5,5 @@
 * :mod:`studio.compute`: captures, curves and perturbed images, cached across reruns and sessions;
 * :mod:`studio.widgets`: parameter widgets built from the method registry;
 * :mod:`studio.plots`: Plotly figures; :mod:`studio.report`: downloads;
-* :mod:`studio.views`: the bodies of the pages (``pages/*.py`` are one-line calls into it).
+* :mod:`studio.views`: the bodies of the pages (``app_pages/*.py`` are one-line calls into it).
 """

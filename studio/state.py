@@ -224,6 +224,7 @@ def sidebar() -> Context | None:
         if model is None or picked is None:
             return None
         image, image_hash, image_name = picked
+        st.image(image, width=160, caption=f"{image_name} · {image.size[0]}×{image.size[1]}")
         probs = predict(chosen, image_hash, model, image)
         ident = hashlib.sha1(repr((chosen, image_hash)).encode()).hexdigest()[:12]
         target = _target_section(model, probs, ident)

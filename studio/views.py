@@ -1,4 +1,4 @@
-"""The bodies of the app's pages. ``pages/*.py`` are one-line calls into this module.
+"""The bodies of the app's pages. ``app_pages/*.py`` are one-line calls into this module.
 
 Each explainer page runs inside ``st.fragment``: moving one of its widgets reruns the fragment only, and a
 cheap parameter (discard ratio, head fusion, start layer, colour map, opacity) redraws from the cached
@@ -215,10 +215,10 @@ def home_page() -> None:
     st.subheader("More methods")
     cols = st.columns(3)
     for i, spec in enumerate(s for s in settings.EXPLAINER_PAGES if s.available()):
-        cols[i % 3].page_link(f"pages/{spec.key}.py", label=spec.title, icon=spec.icon)
+        cols[i % 3].page_link(f"app_pages/{spec.key}.py", label=spec.title, icon=spec.icon)
     cols = st.columns(3)
-    cols[0].page_link("pages/compare.py", label="Compare all methods", icon=":material/compare:")
-    cols[1].page_link("pages/evaluate.py", label="Evaluate on many images", icon=":material/analytics:")
+    cols[0].page_link("app_pages/compare.py", label="Compare all methods", icon=":material/compare:")
+    cols[1].page_link("app_pages/evaluate.py", label="Evaluate on many images", icon=":material/analytics:")
 
 
 # -- compare -----------------------------------------------------------------------------------------------
@@ -337,65 +337,68 @@ def evaluate_page() -> None:
                 images.append((up.name, state.decode(up.getvalue())[0]))
             except explainers.ImageError as e:
                 st.error(f"{up.name} is skipped: {e}")
-    names = list(METHODS)
-    default = [n for n in ("attention_rollout", "generic_attention") if n in METHODS]
-    chosen = st.multiselect("Methods", names, default=default, format_func=_name, key="ev.methods")
-    c1, c2 = st.columns(2)
+    names = list(METHODS) + [m for m in evaluate.REFERENCE_METHODS if m not in METHODS]
+    default = [n for n in ("attention_rollout", "generic_attention", "random") if n in names]
+    chosen = st.multiselect("Methods", names, default=default, key="ev.methods",
+                            format_func=lambda n: _name(n) if n in METHODS else f"{n} (reference map)")
+    c1, c2 = st.columns([2, 1])
     presets = list(metrics.PRESETS)
     preset = c1.selectbox("Protocol", presets, index=presets.index(metrics.DEFAULT_PRESET), key="ev.preset",
                           format_func=lambda n: metrics.PRESETS[n].title)
-    c2.caption(metrics.PRESETS[preset].doc)
+    steps = c2.selectbox("Steps", [None, *STEP_CHOICES], index=2, key="ev.steps",
+                         format_func=lambda s: "preset's own" if s is None else str(s))
+    st.caption(metrics.PRESETS[preset].doc)
     run = st.button("Run the evaluation", type="primary", key="ev.run", disabled=not (images and chosen))
     if run:
         bar = st.progress(0.0, text="Evaluating…")
 
         def progress(done, total):
-            bar.progress(done / max(total, 1), text=f"Evaluating… {done}/{total}")
+            bar.progress(done / max(total, 1), text=f"Evaluating… {done}/{total} (image, method) pairs")
 
         try:
-            rows = evaluate.evaluate_images(ctx.model, images, chosen, preset=preset, progress=progress)
+            rows = evaluate.evaluate_images(ctx.model, images, chosen, preset=preset, steps=steps,
+                                            progress=progress)
         except explainers.ExplainerError as e:
             st.error(f"The evaluation failed: {e}")
             return
         finally:
             bar.empty()
-        st.session_state["ev.result"] = (ctx.model_key, preset, rows)
+        st.session_state["ev.result"] = (ctx.model_key[0], preset, steps, rows)
     result = st.session_state.get("ev.result")
     if result is None:
         st.info("Choose images and methods, then run the evaluation.")
         return
-    model_key, preset_used, rows = result
-    st.caption(f"Model {model_key[0]} · protocol {metrics.PRESETS[preset_used].title} · {len(rows)} rows")
-    summary = evaluate.summarize(rows)
-    st.subheader("Summary")
-    st.dataframe(pd.DataFrame(summary), hide_index=True, width="stretch", key="ev.summary")
-    with st.expander("All rows"):
-        flat = [{k: v for k, v in r.items() if np.isscalar(v) or v is None} for r in rows]
-        st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch", key="ev.rows")
-    mean_curves = _mean_curves(rows)
-    if mean_curves:
-        st.plotly_chart(plots.curves(mean_curves), key="ev.curves", width="stretch")
-
-
-def _arr(c, k: str) -> np.ndarray:
-    return np.asarray(c[k] if isinstance(c, dict) else getattr(c, k), dtype=np.float64)
-
-
-def _mean_curves(rows: list[dict]) -> dict:
-    """Method -> Curves of the mean insertion/deletion scores over the images (rows carrying curves)."""
-    by: dict[str, list] = {}
+    model_name, preset_used, steps_used, rows = result
+    st.caption(f"Model {model_name} · {metrics.PRESETS[preset_used].title} · "
+               f"{steps_used or 'preset'} steps · {len(rows)} (image, method) pairs · the predicted class of "
+               "each image is explained")
     for r in rows:
-        c = r.get("curves")
-        if c is not None:
-            by.setdefault(r.get("method", "?"), []).append(c)
-    out = {}
-    for method, cs in by.items():
-        first = cs[0]
-        fr = _arr(first, "fractions")
-        ins = np.mean([_arr(c, "insertion") for c in cs], axis=0)
-        dele = np.mean([_arr(c, "deletion") for c in cs], axis=0)
-        auc = metrics.get_preset(None).area
-        out[_name(method)] = metrics.Curves(fractions=fr, insertion=ins, deletion=dele,
-                                            insertion_auc=auc(fr, ins, "insertion"),
-                                            deletion_auc=auc(fr, dele, "deletion"), preset="mean", baseline="")
-    return out
+        if r.get("error"):
+            st.warning(f"{r['image']} / {r['method']}: {r['error']}")
+    st.subheader("Summary (mean ± 95% confidence interval)")
+    st.dataframe(summary_table(evaluate.summarize(rows)), hide_index=True, width="stretch", key="ev.summary")
+    with st.expander("All rows"):
+        flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows]
+        st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch", key="ev.rows")
+    st.plotly_chart(evaluate.curves_figure(rows), key="ev.curves", width="stretch")
+
+
+SUMMARY_TITLES = {"insertion_auc": "insertion AUC ↑", "deletion_auc": "deletion AUC ↓",
+                  "pointing_game": "pointing game ↑", "energy_pointing_game": "energy pointing ↑",
+                  "seconds": "seconds / image"}
+
+
+def summary_table(summary: list[dict]) -> pd.DataFrame:
+    """``evaluate.summarize`` rows -> one row per method, a mean and a ± column per metric (sortable)."""
+    table: dict[str, dict] = {}
+    for s in summary:
+        row = table.setdefault(s["method"], {"method": _name(s["method"]) if s["method"] in METHODS
+                                             else s["method"]})
+        if s["n"] == 0:
+            continue
+        title = SUMMARY_TITLES.get(s["metric"], s["metric"])
+        row[title] = round(s["mean"], 4)
+        if s["metric"] != "seconds":
+            row[f"{title} ±"] = None if np.isnan(s["ci95"]) else round(s["ci95"], 4)
+        row["n"] = max(row.get("n", 0), s["n"])
+    return pd.DataFrame(list(table.values()))

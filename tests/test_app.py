@@ -1,0 +1,256 @@
+"""The Streamlit app through ``streamlit.testing.v1.AppTest``: every page with the real DeiT-Tiny weights
+(``VIT_EXPLAIN_WEIGHTS``), the cheapest parameters, and the error paths (bad uploads, refused models)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import ROOT, SAMPLES, WEIGHTS, _require
+from PIL import Image
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import explainers  # noqa: E402
+
+TIMEOUT = 600
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_weights():
+    """The app's default model reads the real DeiT-Tiny weights from ../shared (no network)."""
+    old = {k: os.environ.get(k) for k in ("VIT_EXPLAIN_WEIGHTS", "VIT_EXPLAIN_ALLOWED_PATHS")}
+    os.environ["VIT_EXPLAIN_WEIGHTS"] = str(_require(WEIGHTS))
+    os.environ.pop("VIT_EXPLAIN_ALLOWED_PATHS", None)
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def new_app(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at
+
+
+def check_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def plotly_specs(at: AppTest) -> list[dict]:
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def curves_spec(at: AppTest) -> dict:
+    specs = [s for s in plotly_specs(at) if any("insertion" in (t.get("name") or "").lower() or
+                                                "insertion" in (t.get("hovertemplate") or "")
+                                                for t in s["data"])]
+    assert specs, "no insertion/deletion curves were drawn"
+    return specs[0]
+
+
+def decode(v) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(v, dict):
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        shape = v.get("shape")
+        if shape:
+            arr = arr.reshape([int(n) for n in str(shape).split(",")])
+        return arr.astype(np.float64)
+    return np.asarray(v, dtype=np.float64)
+
+
+def grid_values(at: AppTest) -> np.ndarray:
+    """The raw patch map drawn by the page (the Plotly heatmap of the patch grid)."""
+    for s in plotly_specs(at):
+        for t in s["data"]:
+            if t.get("type") == "heatmap":
+                return decode(t["z"])
+    raise AssertionError("no patch grid drawn")
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = new_app(**state)
+    at.run()
+    check_clean(at)
+    at.switch_page(f"app_pages/{page}.py").run()
+    check_clean(at)
+    return at
+
+
+def test_landing_shows_a_result_without_clicks(deit_tiny, cat_image):
+    at = new_app()
+    at.run()
+    check_clean(at)
+    ctx = at.session_state["ctx"]
+    probs = ctx.probs
+    with_lib = explainers.explain(deit_tiny, cat_image, "attention_rollout")
+    # the sidebar predicted with the real weights: the cat is a cat, the same top-1 as the library
+    assert int(np.argmax(probs)) == with_lib.target
+    assert "cat" in deit_tiny.labels[with_lib.target]
+    assert ctx.target == with_lib.target
+    assert len(at.main.image) >= 2  # overlay and colour bar
+    np.testing.assert_allclose(grid_values(at), with_lib.patch_map, rtol=1e-4, atol=1e-6)
+    assert any(f"{with_lib.target} · " in c.value for c in at.caption)
+
+
+def test_attention_page_cheap_slider_needs_no_new_capture():
+    from studio import compute
+
+    at = open_page("attention", **{"attention.steps": 5})
+    spec = curves_spec(at)
+    aucs = [t for t in spec["data"] if "AUC" in (t.get("name") or "")]
+    assert len(aucs) == 2
+    before = grid_values(at)
+    store = compute.captures()
+    misses = store.misses
+    at.slider(key="p.attention_rollout.discard_ratio").set_value(0.2).run()
+    check_clean(at)
+    after = grid_values(at)
+    assert store.misses == misses, "a cheap parameter ran the model again"
+    assert not np.allclose(before, after), "the map did not change with the discard ratio"
+    at.selectbox(key="p.attention_rollout.head_fusion").set_value("max").run()
+    check_clean(at)
+    assert store.misses == misses
+    assert not np.allclose(after, grid_values(at))
+    # the other method of the page
+    at.radio(key="attention.method").set_value("gradient_rollout").run()
+    check_clean(at)
+    assert store.misses == misses + 1
+    curves_spec(at)
+
+
+def test_chefer_page_explains_the_class_chosen_in_the_sidebar(deit_tiny, cat_image):
+    at = new_app(**{"chefer.steps": 5})
+    at.run()
+    check_clean(at)
+    # tiger cat (282) from the searchable list of all classes (the sidebar keeps it across pages)
+    anyclass = [s for s in at.sidebar.selectbox if s.key and s.key.startswith("anyclass.")][0]
+    anyclass.set_value(282).run()
+    check_clean(at)
+    at.switch_page("app_pages/chefer.py").run()
+    check_clean(at)
+    assert at.session_state["ctx"].target == 282
+    assert at.radio(key="chefer.method").value == "transformer_attribution"
+    assert any("282 · tiger cat" in c.value for c in at.caption)
+    ref = explainers.explain(deit_tiny, cat_image, "transformer_attribution", target=282)
+    other = explainers.explain(deit_tiny, cat_image, "transformer_attribution", target=281)
+    drawn = grid_values(at)
+    np.testing.assert_allclose(drawn, ref.patch_map, rtol=1e-3, atol=1e-7)
+    assert not np.allclose(drawn, other.patch_map, rtol=1e-3, atol=1e-7)
+    curves_spec(at)
+
+
+def test_generic_attention_page_downloads():
+    at = open_page("generic_attention", **{"generic_attention.steps": 5})
+    curves_spec(at)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Heatmap PNG", "Overlay PNG", "Raw map .npy", "JSON report"]
+
+
+@pytest.mark.parametrize("page,method,params", [
+    ("vit_cx", "vit_cx", {"distance_threshold": 0.6}),
+    ("similarity_graph", "similarity_graph", {"masks_layer": 1, "starting_layer": 9}),
+    ("gradmask", "gradmask", {"masks_layer": 1}),
+])
+def test_perturbation_pages(page, method, params):
+    if method not in explainers.METHODS:
+        pytest.fail(f"method {method} is not registered")
+    state = {f"p.{method}.{k}": v for k, v in params.items()}
+    at = open_page(page, **state, **{f"{page}.steps": 5})
+    grid = grid_values(at)
+    assert grid.shape == (14, 14) and np.isfinite(grid).all() and np.ptp(grid) > 0
+    curves_spec(at)
+
+
+def test_compare_page_table_and_pointing_game():
+    methods = ["attention_rollout", "generic_attention", "attention_last_layer"]
+    at = open_page("compare", **{"cmp.methods": methods, "cmp.steps": 5, "cmp.box.on": True,
+                                 "cmp.box.x0": 40, "cmp.box.y0": 40, "cmp.box.x1": 180, "cmp.box.y1": 200})
+    table = at.dataframe[0].value
+    assert list(table["method"]) == [explainers.METHODS[m].display_name for m in methods]
+    assert table["insertion AUC ↑"].between(0, 1).all() and table["deletion AUC ↓"].between(0, 1).all()
+    assert set(table["pointing game"]) <= {"hit", "miss"}
+    overlaid = curves_spec(at)
+    assert len(overlaid["data"]) == 2 * len(methods)
+
+
+def test_evaluate_page_runs_a_batch():
+    at = open_page("evaluate", **{"ev.samples": ["chelsea.png"], "ev.methods": ["attention_rollout", "random"],
+                                  "ev.steps": 5})
+    at.button(key="ev.run").click().run()
+    check_clean(at)
+    summary = at.dataframe[0].value
+    assert set(summary["method"]) == {"Attention Rollout", "random"}
+    assert summary["insertion AUC ↑"].between(0, 1).all()
+    assert any(s["data"] for s in plotly_specs(at))
+
+
+def _png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.open(SAMPLES / "chelsea.png").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,data", [
+    ("empty.png", b""),
+    ("truncated.png", _png_bytes()[:300]),
+    ("notes.png", b"this is a text file, not a picture\n" * 20),
+])
+def test_bad_upload_gives_a_message_not_a_traceback(name, data):
+    at = new_app()
+    at.run()
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    assert not at.exception
+    at.sidebar.get("file_uploader")[0].set_value((name, data, "image/png"))
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    msgs = [e.value for e in at.error]
+    assert len(msgs) == 1 and msgs[0].startswith("This image cannot be used:"), msgs
+    assert at.session_state["ctx"] is None
+    assert not at.main.image
+
+
+def test_upload_of_a_real_photo_is_explained(both_image):
+    buf = io.BytesIO()
+    both_image.save(buf, format="JPEG", quality=90)
+    at = new_app()
+    at.run()
+    at.sidebar.radio(key="image_source").set_value("Upload").run()
+    at.sidebar.get("file_uploader")[0].set_value(("both.jpg", buf.getvalue(), "image/jpeg"))
+    at.run()
+    check_clean(at)
+    assert at.session_state["ctx"].image_name == "both.jpg"
+    assert set(at.session_state["ctx"].top5) & {243, 282}
+
+
+def test_typed_models_outside_the_allowed_folders_are_refused(tmp_path):
+    from studio.state import ChoiceError, check_model_choice
+
+    assert check_model_choice("deit_small_patch16_224") == ("deit_small_patch16_224", None)
+    assert check_model_choice("facebook/deit-tiny-patch16-224")[0] == "facebook/deit-tiny-patch16-224"
+    for bad in ("/etc", "../../etc/passwd", "rm -rf /", "a/b/c"):
+        with pytest.raises(ChoiceError):
+            check_model_choice(bad)
+    with pytest.raises(ChoiceError):
+        check_model_choice("deit_tiny_patch16_224", weights=str(tmp_path))
+    # the default model's own weights folder is always allowed
+    assert check_model_choice("deit_tiny_patch16_224", str(WEIGHTS))[1] == str(WEIGHTS.resolve())
+
+    at = new_app()
+    at.run()
+    at.sidebar.selectbox(key="model_choice").set_value("Other: timm name, Hugging Face id or local folder…").run()
+    at.sidebar.text_input(key="model_typed").input(str(tmp_path)).run()
+    assert not at.exception
+    assert any("VIT_EXPLAIN_ALLOWED_PATHS" in e.value for e in at.error)
+    assert at.session_state["ctx"] is None

@@ -84,6 +84,12 @@ def captures() -> LRU:
 
 
 @st.cache_resource(show_spinner=False)
+def explanation_store() -> LRU:
+    """Rendered explanations per (capture, cheap parameters): moving a slider back costs nothing."""
+    return LRU(max(16 * 2**20, settings.cache_bytes() // 10))
+
+
+@st.cache_resource(show_spinner=False)
 def curve_store() -> LRU:
     return LRU(max(16 * 2**20, settings.cache_bytes() // 10))
 
@@ -121,9 +127,15 @@ def get_capture(ctx: Context, method: str, params: dict,
 
 def explain(ctx: Context, method: str, params: dict, progress=None) -> explainers.Explanation:
     """Capture (cached) and render with the cheap parameters: no model pass when the capture is cached."""
-    cap = get_capture(ctx, method, params, progress)
-    _, cheap = split_params(method, params, ctx.model)
-    return explainers.render(cap, ctx.model, **cheap)
+    heavy, cheap = split_params(method, params, ctx.model)
+    key = (capture_key(ctx, method, heavy), freeze(cheap))
+    store = explanation_store()
+    exp = store.get(key)
+    if exp is None:
+        cap = get_capture(ctx, method, params, progress)
+        exp = explainers.render(cap, ctx.model, **cheap)
+        store.put(key, exp)
+    return exp
 
 
 @dataclass(frozen=True)

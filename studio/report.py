@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import platform
@@ -30,6 +31,7 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
 def versions() -> dict:
     out = {"explainers": explainers.__version__, "python": platform.python_version()}
     for pkg in ("torch", "timm", "transformers", "streamlit", "numpy", "plotly"):
@@ -65,12 +67,17 @@ def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict |
 
 
 def downloads(ctx, exp, overlay: Image.Image, cmap: str, curves=None, curve_settings=None, display=None) -> dict:
-    """file name -> (bytes, mime) for the download buttons."""
+    """file name -> (callable returning the bytes, mime) for the download buttons. The bytes are made only
+    when the user clicks (Streamlit's deferred downloads), so a slider move never encodes files."""
     stem = f"{exp.method}_{exp.target}"
-    rep = report(ctx, exp, curves, curve_settings, display)
+
+    def report_json() -> bytes:
+        rep = report(ctx, exp, curves, curve_settings, display)
+        return json.dumps(rep, indent=2, default=float).encode()
+
     return {
-        f"{stem}_heatmap.png": (png_bytes(viz.colorize(exp.heatmap, cmap)), "image/png"),
-        f"{stem}_overlay.png": (png_bytes(overlay), "image/png"),
-        f"{stem}_map.npy": (npy_bytes(exp.patch_map), "application/octet-stream"),
-        f"{stem}_report.json": (json.dumps(rep, indent=2, default=float).encode(), "application/json"),
+        f"{stem}_heatmap.png": (lambda: png_bytes(viz.colorize(exp.heatmap, cmap)), "image/png"),
+        f"{stem}_overlay.png": (lambda: png_bytes(overlay), "image/png"),
+        f"{stem}_map.npy": (lambda: npy_bytes(exp.patch_map), "application/octet-stream"),
+        f"{stem}_report.json": (report_json, "application/json"),
     }

@@ -122,6 +122,13 @@ def model_input_image(model_key: tuple, image_hash: str, _model, _image) -> Imag
     return Image.fromarray((arr * 255).round().astype(np.uint8))
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def thumbnail(image_hash: str, _image) -> Image.Image:
+    small = _image.copy()
+    small.thumbnail((320, 320))
+    return small
+
+
 # -- the sidebar -------------------------------------------------------------------------------------------
 def _model_section() -> tuple[str, str | None, str] | None:
     st.subheader("Model")
@@ -224,7 +231,7 @@ def sidebar() -> Context | None:
         if model is None or picked is None:
             return None
         image, image_hash, image_name = picked
-        st.image(image, width=160, caption=f"{image_name} · {image.size[0]}×{image.size[1]}")
+        st.image(thumbnail(image_hash, image), width=160, caption=f"{image_name} · {image.size[0]}×{image.size[1]}")
         probs = predict(chosen, image_hash, model, image)
         ident = hashlib.sha1(repr((chosen, image_hash)).encode()).hexdigest()[:12]
         target = _target_section(model, probs, ident)

@@ -17,6 +17,8 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import explainers  # noqa: E402
+import explainers.metrics  # noqa: E402
+import explainers.viz  # noqa: E402
 
 TIMEOUT = 600
 
@@ -151,11 +153,34 @@ def test_chefer_page_explains_the_class_chosen_in_the_sidebar(deit_tiny, cat_ima
     curves_spec(at)
 
 
-def test_generic_attention_page_downloads():
+def test_generic_attention_page_downloads(deit_tiny, cat_image):
+    from studio import report
+    from studio.state import Context
+
     at = open_page("generic_attention", **{"generic_attention.steps": 5})
     curves_spec(at)
     labels = [b.proto.label for b in at.get("download_button")]
     assert labels == ["Heatmap PNG", "Overlay PNG", "Raw map .npy", "JSON report"]
+
+    # what the buttons hand out
+    exp = explainers.explain(deit_tiny, cat_image, "generic_attention")
+    ctx = Context(model=deit_tiny, model_key=("deit_tiny_patch16_224", None, "cpu"), image=cat_image,
+                  image_hash="abc", image_name="chelsea.png", probs=np.zeros(1000), target=exp.target)
+    overlay = explainers.viz.overlay(cat_image, exp.heatmap)
+    curves = explainers.metrics.insertion_deletion(deit_tiny, deit_tiny.preprocess(cat_image), exp.heatmap,
+                                                   exp.target, steps=4)
+    files = report.downloads(ctx, exp, overlay, "viridis", curves, {"preset": "standard", "steps": 4})
+    data = {name.rsplit("_", 1)[1]: make() for name, (make, _) in files.items()}
+    heat = np.asarray(Image.open(io.BytesIO(data["heatmap.png"])))
+    np.testing.assert_array_equal(heat, explainers.viz.colorize(exp.heatmap, "viridis"))
+    assert Image.open(io.BytesIO(data["overlay.png"])).size == overlay.size
+    np.testing.assert_array_equal(np.load(io.BytesIO(data["map.npy"])), exp.patch_map)
+    rep = json.loads(data["report.json"])
+    assert rep["method"]["name"] == "generic_attention"
+    assert rep["target"]["index"] == exp.target and rep["target"]["label"] == exp.label
+    assert rep["model"]["name"] == "deit_tiny_patch16_224" and rep["model"]["layers"] == 12
+    assert rep["metrics"]["insertion_auc"] == pytest.approx(curves.insertion_auc)
+    assert rep["versions"]["torch"] and rep["versions"]["explainers"] == explainers.__version__
 
 
 @pytest.mark.parametrize("page,method,params", [

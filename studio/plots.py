@@ -56,9 +56,11 @@ def curves(named: dict, selected: float | None = None) -> go.Figure:
         color = COLORS[i % len(COLORS)]
         for col, ys, auc, kind in ((1, c.insertion, c.insertion_auc, "insertion"),
                                    (2, c.deletion, c.deletion_auc, "deletion")):
-            label = f"{kind} AUC {auc:.3f}" if single else f"{name} ({auc:.3f})"
+            label = (f"{kind} AUC {auc:.3f}" if single else
+                     f"{name} (ins {c.insertion_auc:.3f}, del {c.deletion_auc:.3f})")
             fig.add_trace(go.Scatter(
                 x=c.fractions, y=ys, mode="lines+markers", name=label, legendgroup=name,
+                showlegend=single or col == 1,
                 line=dict(color=("#2ca02c" if kind == "insertion" else "#d62728") if single else color),
                 customdata=np.full(len(ys), kind), fill="tozeroy" if single else None,
                 hovertemplate=f"{name}<br>{kind} %{{x:.0%}} of the pixels<br>score %{{y:.3f}}<extra></extra>"),

@@ -8,7 +8,6 @@ capture without any model pass.
 from __future__ import annotations
 
 import inspect
-import time
 
 import numpy as np
 import pandas as pd
@@ -281,15 +280,12 @@ def compare_page() -> None:
         bar.progress(i / len(chosen), text=f"{_name(name)} ({i + 1}/{len(chosen)})…")
         defaults = METHODS[name].defaults()
         try:
-            t0 = time.perf_counter()
-            cached = compute.is_cached(ctx, name, defaults)
             exp = compute.explain(ctx, name, defaults)
             c = compute.curves(ctx, name, defaults, exp, cs) if cs is not None else None
         except explainers.ExplainerError as e:
             st.error(f"{_name(name)}: {e}")
             continue
-        row = {"method": _name(name), "seconds": round(exp.seconds, 3), "cost": METHODS[name].cost,
-               "cached": cached}
+        row = {"method": _name(name), "seconds": round(exp.seconds, 3), "cost": METHODS[name].cost}
         if c is not None:
             named_curves[_name(name)] = c
             row["insertion AUC ↑"] = round(c.insertion_auc, 4)
@@ -298,7 +294,6 @@ def compare_page() -> None:
             hit = metrics.pointing_game(exp.heatmap, [box], (H, W))
             row["pointing game"] = None if hit is None else ("hit" if hit else "miss")
             row["energy in box"] = round(metrics.energy_pointing_game(exp.heatmap, [box], (H, W)), 4)
-        row["wall s"] = round(time.perf_counter() - t0, 3)
         rows.append(row)
         tiles.append((name, viz.overlay(shown, exp.heatmap, 0.5, "jet"), exp))
     bar.empty()
@@ -308,7 +303,8 @@ def compare_page() -> None:
     for i, (name, ov, exp) in enumerate(tiles):
         cols[i % 4].image(ov, caption=f"{_name(name)} · {exp.seconds:.2f} s", width="stretch")
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="cmp.table")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="cmp.table",
+                     height=36 * (len(rows) + 1) + 4)
     if named_curves:
         st.plotly_chart(plots.curves(named_curves), key="cmp.curves", width="stretch")
 
@@ -393,7 +389,7 @@ def summary_table(summary: list[dict]) -> pd.DataFrame:
     table: dict[str, dict] = {}
     for s in summary:
         row = table.setdefault(s["method"], {"method": _name(s["method"]) if s["method"] in METHODS
-                                             else s["method"]})
+                                             else s["method"], "n": 0})
         if s["n"] == 0:
             continue
         title = SUMMARY_TITLES.get(s["metric"], s["metric"])

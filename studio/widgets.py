@@ -77,9 +77,12 @@ def method_params(method: str, model, key_prefix: str = "p") -> dict:
     cheap = [d for d in described if d["cheap"]]
     values = {}
     if heavy:
-        st.caption("Model passes")
-        for d in heavy:
-            values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
+        # A form: several of these can be changed before the (possibly long) model passes run again.
+        with st.form(key=f"{key_prefix}.{method}.form", border=True):
+            st.caption("Model passes (applied with Run)")
+            for d in heavy:
+                values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
+            st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
     if cheap:
         st.caption("Post-processing (instant)")
         for d in cheap:

@@ -307,22 +307,32 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
     ins_keys = [key("ins", int(n - k) if p.negative else int(k)) for k in ks]
     del_keys = [key("del", int(k)) for k in ks]
     unique = list(dict.fromkeys(ins_keys + del_keys))
+    # Each input keeps the image where lo <= rank < hi and shows the baseline elsewhere: one batched select
+    # per chunk, written into buffers allocated once (fresh multi-MB tensors per step cost page faults).
+    spans = []
+    for kk in unique:
+        if kk == "img":
+            spans.append((0, n))
+        elif kk == "base":
+            spans.append((0, 0))
+        else:
+            spans.append((0, kk[1]) if kk[0] == "ins" else (kk[1], n))
+    span = torch.tensor(spans, dtype=rank.dtype, device=x.device).view(-1, 2, 1, 1, 1)
     scores: dict = {}
     with torch.inference_mode():
         base = make_baseline(model, x, base_spec)
+        m = min(bs, len(unique))
+        buf = torch.empty((m, *x.shape[1:]), dtype=x.dtype, device=x.device)
+        keep = torch.empty((m, 1, H, W), dtype=torch.bool, device=x.device)
+        below = torch.empty_like(keep)
         for start in range(0, len(unique), bs):
-            chunk = unique[start:start + bs]
-            parts = []
-            for kk in chunk:
-                if kk == "img":
-                    parts.append(x)
-                elif kk == "base":
-                    parts.append(base)
-                else:
-                    top = rank < kk[1]
-                    parts.append(torch.where(top, x, base) if kk[0] == "ins" else torch.where(top, base, x))
-            logits = model.forward(torch.cat(parts))
-            for kk, s in zip(chunk, _scores(logits, p.score, target, label).cpu().tolist()):
+            b = min(bs, len(unique) - start)
+            torch.ge(rank, span[start:start + b, 0], out=keep[:b])
+            torch.lt(rank, span[start:start + b, 1], out=below[:b])
+            keep[:b] &= below[:b]
+            torch.where(keep[:b], x, base, out=buf[:b])
+            logits = model.forward(buf[:b])
+            for kk, s in zip(unique[start:start + b], _scores(logits, p.score, target, label).cpu().tolist()):
                 scores[kk] = s
     ins = np.array([scores[k] for k in ins_keys], dtype=np.float64)
     dele = np.array([scores[k] for k in del_keys], dtype=np.float64)

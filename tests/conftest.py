@@ -87,4 +87,16 @@ def random_model(kind: str):
                         image_size=224, patch_size=16, num_labels=10)
         model = ViTForImageClassification(cfg)
         return explainers.models.wrap_hf(model.eval(), "hf-vit-random")
+    if kind == "hf_dinov2_reg":
+        from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersForImageClassification
+
+        cfg = Dinov2WithRegistersConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, image_size=224,
+                                        patch_size=14, num_labels=10, num_register_tokens=4)
+        return explainers.models.wrap_hf(Dinov2WithRegistersForImageClassification(cfg).eval(), "hf-dinov2-reg")
+    if kind == "hf_deit_distilled":
+        from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
+
+        cfg = DeiTConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128,
+                         image_size=224, patch_size=16, num_labels=10)
+        return explainers.models.wrap_hf(DeiTForImageClassificationWithTeacher(cfg).eval(), "hf-deit-distilled")
     raise ValueError(kind)

@@ -263,7 +263,8 @@ def test_beats_random_map_on_deletion(deit_tiny, deletion_setup, method):
 # Other architectures, backends, batches, resolutions
 # ---------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind,grid,prefix", [("deit_distilled", (14, 14), 2), ("dinov2_reg", (16, 16), 5),
-                                              ("hf_vit", (14, 14), 1)])
+                                              ("hf_vit", (14, 14), 1), ("hf_dinov2_reg", (16, 16), 5),
+                                              ("hf_deit_distilled", (14, 14), 2)])
 def test_random_architectures_run_every_method(kind, grid, prefix):
     model = random_model(kind)
     assert model.num_prefix_tokens == prefix

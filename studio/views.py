@@ -44,34 +44,36 @@ def _cancel(flag_key: str, job) -> None:
     st.session_state[flag_key] = job
 
 
-def run_method(ctx: Context, method: str, params: dict, key: str) -> explainers.Explanation | None:
-    """The explanation, from the cache when possible; otherwise with a progress bar and a Cancel button.
-    Errors become messages (no traceback)."""
+def ensure_capture(ctx: Context, method: str, heavy: dict, key: str) -> bool:
+    """Make sure the method's capture (its model passes) for these parameters is cached: at once when it
+    is, else with a progress bar and a Cancel button. Runs outside the page's fragment on purpose: a click
+    on a fragment's widget never interrupts a running script, a click on this Cancel does. Errors become
+    messages (no traceback). Returns whether the capture is ready."""
     flag = f"{key}.cancelled"
     try:
-        heavy, _ = compute.split_params(method, params, ctx.model)
-        job = compute.capture_key(ctx, method, heavy)
+        full_heavy, _ = compute.split_params(method, heavy, ctx.model)
+        job = compute.capture_key(ctx, method, full_heavy)
         if job in compute.captures():
-            return compute.explain(ctx, method, params)
+            return True
         if st.session_state.get(flag) == job:
             st.warning("Cancelled. Change a parameter, or run it again.")
             if st.button("Run again", key=f"{key}.again"):
                 st.session_state.pop(flag, None)
-                st.rerun(scope="fragment")
-            return None
+                st.rerun()
+            return False
         slot = st.empty()
         with slot.container():
             st.button("Cancel", key=f"{key}.cancel", on_click=_cancel, args=(flag, job),
-                      help="Stop this computation (the result is not kept).")
+                      help="Stop this computation (nothing is kept).")
             prog = compute.Progress(f"{_name(method)}: {METHODS[method].cost}…")
-            exp = compute.explain(ctx, method, params, prog)
+            compute.get_capture(ctx, method, heavy, prog)
         slot.empty()
-        return exp
+        return True
     except explainers.Cancelled:
         st.warning("Cancelled.")
     except explainers.ExplainerError as e:
         st.error(f"{_name(method)} failed: {e}")
-    return None
+    return False
 
 
 def show_result(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float, key: str):
@@ -161,10 +163,9 @@ def download_buttons(ctx, exp, overlay, cmap, alpha, c=None, cs=None, key: str =
 
 
 # -- explainer pages ---------------------------------------------------------------------------------------
-@st.fragment
 def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool = True) -> None:
-    """Method choice, parameters, heatmap, top-5, curves and downloads. A fragment: its widgets rerun it
-    alone, never the whole page."""
+    """Method choice and the parameters that need model passes (with progress and Cancel), then the
+    fragment with everything that does not."""
     if len(names) > 1:
         method = st.radio("Method", names, format_func=_name, key=f"{key}.method", horizontal=True,
                           persist_state="session")
@@ -173,12 +174,27 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
     how_it_works(method)
     left, right = st.columns([1, 2.6], gap="large")
     with left:
-        params = widgets.method_params(method, ctx.model)
+        heavy = widgets.heavy_params(method, ctx.model)
+    with right:
+        ready = ensure_capture(ctx, method, heavy, key)
+    if ready:
+        result_view(ctx, method, heavy, key, with_curves)
+
+
+@st.fragment
+def result_view(ctx: Context, method: str, heavy: dict, key: str, with_curves: bool) -> None:
+    """Post-processing parameters, heatmap, top-5, curves and downloads from the cached capture. A
+    fragment: its widgets rerun it alone, and none of them runs the model (the curves excepted)."""
+    left, right = st.columns([1, 2.6], gap="large")
+    with left:
+        params = {**heavy, **widgets.cheap_params(method, ctx.model)}
         st.divider()
         cmap, alpha = widgets.display_controls(key)
     with right:
-        exp = run_method(ctx, method, params, key)
-        if exp is None:
+        try:
+            exp = compute.explain(ctx, method, params)
+        except explainers.ExplainerError as e:
+            st.error(f"{_name(method)} failed: {e}")
             return
         overlay = show_result(ctx, exp, cmap, alpha, key)
         st.plotly_chart(plots.top5(exp.top5, exp.target), key=f"{key}.top5", width="stretch")

@@ -69,26 +69,34 @@ def param_widget(method: str, d: dict, key: str):
                            placeholder="auto", persist_state="session")
 
 
-def method_params(method: str, model, key_prefix: str = "p") -> dict:
-    """All of a method's parameter widgets (heavy first, then cheap); returns {name: value}."""
-    m = explainers.METHODS[method]
-    described = [p.describe(model) for p in m.params]
-    heavy = [d for d in described if not d["cheap"]]
-    cheap = [d for d in described if d["cheap"]]
+def _described(method: str, model, cheap: bool) -> list[dict]:
+    return [d for d in (p.describe(model) for p in explainers.METHODS[method].params) if d["cheap"] == cheap]
+
+
+def heavy_params(method: str, model, key_prefix: str = "p") -> dict:
+    """The widgets of the parameters that change the model passes, in a form: several can be changed
+    before the (possibly long) passes run again with "Run". Returns {name: value}."""
     values = {}
+    heavy = _described(method, model, cheap=False)
     if heavy:
-        # A form: several of these can be changed before the (possibly long) model passes run again.
         with st.form(key=f"{key_prefix}.{method}.form", border=True):
             st.caption("Model passes (applied with Run)")
             for d in heavy:
                 values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
             st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
+    return values
+
+
+def cheap_params(method: str, model, key_prefix: str = "p") -> dict:
+    """The widgets of the post-processing parameters (no model pass). Returns {name: value}."""
+    values = {}
+    cheap = _described(method, model, cheap=True)
     if cheap:
         st.caption("Post-processing (instant)")
-        for d in cheap:
-            values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
-    if not described:
+    elif not explainers.METHODS[method].params:
         st.caption("This method has no parameters.")
+    for d in cheap:
+        values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
     return values
 
 

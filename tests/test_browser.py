@@ -127,6 +127,23 @@ def test_upload_switch_page_slider(server):
             expect(curves).to_be_visible()
             assert curves.locator(".scatterlayer .trace").count() >= 2
             page.screenshot(path=str(OUT / "2-attention-after-slider.png"))
+
+            # 5. a long method can be cancelled while it runs
+            sidebar.get_by_role("link", name="GradMask").click()
+            expect(main.get_by_role("heading", name="GradMask")).to_be_visible(timeout=WAIT_MS)
+            _wait_idle(page)
+            masks = main.locator("[data-testid=stSlider]", has_text="Masks layer").get_by_role("slider")
+            masks.focus()
+            page.keyboard.press("End")  # 33 x 192 masked forward passes: long on any CPU
+            main.get_by_role("button", name="Run").click()
+            cancel = main.get_by_role("button", name="Cancel")
+            expect(cancel).to_be_visible(timeout=WAIT_MS)
+            cancel.click()
+            expect(main.get_by_text("Cancelled.", exact=False)).to_be_visible(timeout=WAIT_MS)
+            expect(main.get_by_role("button", name="Run again")).to_be_visible()
+            _wait_idle(page)
+            page.screenshot(path=str(OUT / "3-gradmask-cancelled.png"))
+            assert main.locator("[data-testid=stException]").count() == 0
             assert not errors, errors
         finally:
             browser.close()

@@ -11,6 +11,8 @@ parameter change that the capture cache serves (no model pass).
    opacity) on the landing page; the capture comes from the cache. AppTest reruns the whole script (sidebar
    included) where the browser reruns only the ``st.fragment``, so this is an upper bound of the server time.
    With curves on (attention page), the curves of a new map need model passes; they are timed separately.
+   ``library_render_*`` is ``explainers.render`` alone: the part of a new value's time spent in the library
+   (a revisit is served from the cache of rendered maps, so it shows the app's own overhead).
 """
 
 from __future__ import annotations
@@ -119,6 +121,20 @@ def apptest(repeats: int) -> dict:
     out["cached_change_head_fusion_s"] = statistics.median(fusion)
     out["cached_change_opacity_s"] = statistics.median(opacity)
     out["cached_change_max_s"] = max(new_values + revisits + fusion + opacity)
+
+    # the library's share of a new cheap value: explainers.render alone (no Streamlit)
+    import explainers
+    from studio import settings, state
+
+    model = state.load_model(settings.default_model(), settings.default_weights(), "cpu")
+    image = state.read_sample(settings.DEFAULT_SAMPLE)[0]
+    cap = explainers.capture(model, image, "attention_rollout")
+    renders = []
+    for v in ratios:
+        t = time.perf_counter()
+        explainers.render(cap, model, discard_ratio=v)
+        renders.append(time.perf_counter() - t)
+    out["library_render_discard_ratio_s"] = statistics.median(renders)
 
     # the attention page with its curves: a new map needs the curves' model passes, a revisit does not
     at.session_state["attention.steps"] = 10

@@ -203,10 +203,16 @@ def _target_section(model, probs: np.ndarray, ident: str) -> int:
     def fmt(i: int) -> str:
         return f"{model.labels[i].split(',')[0]} · {probs[i]:.1%}"
 
-    pick = st.pills("Top-5 predictions", top5, default=top5[0], format_func=fmt, key=f"top5.{ident}",
+    pills_key, any_key = f"top5.{ident}", f"anyclass.{ident}"
+
+    def clear(key: str) -> None:  # the last choice wins: a pill clears the search box and vice versa
+        st.session_state[key] = None
+
+    pick = st.pills("Top-5 predictions", top5, default=top5[0], format_func=fmt, key=pills_key,
+                    on_change=clear, args=(any_key,),
                     help="The model's five most likely classes; click one to explain it.")
     anyc = st.selectbox("Any class (type to search)", range(model.num_classes), index=None,
-                        key=f"anyclass.{ident}", placeholder="Search all classes…",
+                        key=any_key, placeholder="Search all classes…", on_change=clear, args=(pills_key,),
                         format_func=lambda i: f"{i} · {model.labels[i]} ({probs[i]:.2%})")
     if anyc is not None:
         return int(anyc)

@@ -140,6 +140,14 @@ def test_chefer_page_explains_the_class_chosen_in_the_sidebar(deit_tiny, cat_ima
     anyclass = [s for s in at.sidebar.selectbox if s.key and s.key.startswith("anyclass.")][0]
     anyclass.set_value(282).run()
     check_clean(at)
+    assert at.session_state["ctx"].target == 282
+    pills = [b for b in at.sidebar.button_group if b.key and b.key.startswith("top5.")][0]
+    assert pills.value is None  # the search box's choice replaced the pill's
+    pills.set_value(281).run()  # then a top-5 pill wins again
+    assert at.session_state["ctx"].target == 281
+    anyclass = [s for s in at.sidebar.selectbox if s.key and s.key.startswith("anyclass.")][0]
+    assert anyclass.value is None
+    anyclass.set_value(282).run()
     at.switch_page("app_pages/chefer.py").run()
     check_clean(at)
     assert at.session_state["ctx"].target == 282

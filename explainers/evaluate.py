@@ -446,7 +446,8 @@ def write_reports(out: Path, image_names: list[str], methods: list[str], preset,
             w.writerow([_cell(s[k]) if k != "higher_is_better" else int(s[k])
                         for k in ("metric", "method", "n", "mean", "ci95", "low", "high", "higher_is_better")])
     n_img = len({r["image"] for r in rows})
-    head = (f"Model `{config.get('model')}`, preset `{preset.name}` ({preset.title}; baseline "
+    steps = f", {config['steps']} steps" if config.get("steps") else ""
+    head = (f"Model `{config.get('model')}`, preset `{preset.name}`{steps} ({preset.title}; baseline "
             f"{preset.baseline.name}), {n_img} images. Mean ± 95% CI half-width; sorted by insertion AUC.\n\n")
     (out / "summary.md").write_text(head + summary_markdown(summary))
     fig = curves_figure(rows, f"{config.get('model')} · preset {preset.name} · {n_img} images")

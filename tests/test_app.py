@@ -287,3 +287,20 @@ def test_typed_models_outside_the_allowed_folders_are_refused(tmp_path):
     assert not at.exception
     assert any("VIT_EXPLAIN_ALLOWED_PATHS" in e.value for e in at.error)
     assert at.session_state["ctx"] is None
+
+
+def test_a_model_without_weights_offline_gives_a_message():
+    """Offline (the tests set HF_HUB_OFFLINE), a curated hub model without local weights cannot load: the
+    sidebar says why and how to fix it, the pages wait, nothing crashes."""
+    at = new_app()
+    at.run()
+    at.sidebar.selectbox(key="model_choice").set_value("deit_small_patch16_224").run()
+    assert not at.exception, [e.message for e in at.exception]
+    msgs = [e.value for e in at.error]
+    assert len(msgs) == 1 and msgs[0].startswith("The model could not be loaded:") and "VIT_EXPLAIN_WEIGHTS" in msgs[0]
+    assert at.session_state["ctx"] is None
+    assert any("Choose a model and an image" in i.value for i in at.info)
+    # back to the default model: explained again
+    at.sidebar.selectbox(key="model_choice").set_value("deit_tiny_patch16_224").run()
+    check_clean(at)
+    assert at.session_state["ctx"] is not None and at.main.image

@@ -114,6 +114,21 @@ def _direct_rollout(attns, fusion, discard, start, reference_norm=False, protect
     return R[0, 1:]
 
 
+def test_discard_lowest_known_answer_with_ties():
+    from explainers.methods._common import discard_lowest
+
+    f = torch.tensor([[[0.5, 0.1, 0.1], [0.1, 0.3, 0.2], [0.4, 0.1, 0.9]]])
+    # 9 entries, ratio 0.5 -> the 4 smallest go: the four 0.1 entries (ties in index order)
+    out = discard_lowest(f, 0.5, protect_cls=False)
+    assert torch.equal(out, torch.tensor([[[0.5, 0.0, 0.0], [0.0, 0.3, 0.2], [0.4, 0.0, 0.9]]]))
+    # ratio 0.34 -> int(3.06) = 3 entries: the first three 0.1s in index order; the (0, 0) entry is protected
+    out = discard_lowest(f, 0.34, protect_cls=True)
+    assert torch.equal(out, torch.tensor([[[0.5, 0.0, 0.0], [0.0, 0.3, 0.2], [0.4, 0.1, 0.9]]]))
+    g = torch.tensor([[[0.05, 0.5], [0.2, 0.25]]])
+    assert torch.equal(discard_lowest(g, 0.25, protect_cls=True), g)  # the smallest is (0, 0): kept
+    assert discard_lowest(g, 0.25, protect_cls=False)[0, 0, 0] == 0
+
+
 @pytest.mark.parametrize("fusion,discard,start,ref", [("mean", 0.0, 0, False), ("max", 0.0, 1, False),
                                                        ("min", 0.0, 0, True), ("mean", 0.5, 0, False)])
 def test_rollout_equals_direct_matrix_product(tiny_vit, fusion, discard, start, ref):

@@ -8,6 +8,7 @@ capture without any model pass.
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
 import pandas as pd
@@ -349,6 +350,7 @@ def evaluate_page() -> None:
                 images.append((up.name, state.decode(up.getvalue())[0]))
             except explainers.ImageError as e:
                 st.error(f"{up.name} is skipped: {e}")
+    boxes = _boxes_upload()
     names = list(METHODS) + [m for m in evaluate.REFERENCE_METHODS if m not in METHODS]
     default = [n for n in ("attention_rollout", "generic_attention", "random") if n in names]
     chosen = st.multiselect("Methods", names, default=default, key="ev.methods",
@@ -368,7 +370,7 @@ def evaluate_page() -> None:
             bar.progress(done / max(total, 1), text=f"Evaluating… {done}/{total} (image, method) pairs")
 
         try:
-            rows = evaluate.evaluate_images(ctx.model, images, chosen, preset=preset, steps=steps,
+            rows = evaluate.evaluate_images(ctx.model, images, chosen, boxes=boxes, preset=preset, steps=steps,
                                             progress=progress)
         except explainers.ExplainerError as e:
             st.error(f"The evaluation failed: {e}")
@@ -393,6 +395,26 @@ def evaluate_page() -> None:
         flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows]
         st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch", key="ev.rows")
     st.plotly_chart(evaluate.curves_figure(rows), key="ev.curves", width="stretch")
+
+
+def _boxes_upload() -> dict | None:
+    """Optional ground-truth boxes for the pointing game: a ``boxes.json`` as the evaluation reads it
+    ({image name: {"label", "width", "height", "boxes_xyxy"}})."""
+    up = st.file_uploader("Object boxes for the pointing game (optional boxes.json)", type=["json"],
+                          key="ev.boxes",
+                          help='{"image.png": {"label": 282, "width": 451, "height": 300, '
+                               '"boxes_xyxy": [[x0, y0, x1, y1]]}, ...} in the stored image\'s pixels.')
+    if up is None:
+        return None
+    try:
+        boxes = json.loads(up.getvalue().decode("utf-8"))
+        if not isinstance(boxes, dict) or not all(isinstance(v, dict) for v in boxes.values()):
+            raise ValueError("expected an object mapping image names to {label, width, height, boxes_xyxy}")
+    except (UnicodeDecodeError, ValueError) as e:
+        st.error(f"{up.name} cannot be used: {e}")
+        return None
+    st.caption(f"Boxes for {len(boxes)} images.")
+    return boxes
 
 
 SUMMARY_TITLES = {"insertion_auc": "insertion AUC ↑", "deletion_auc": "deletion AUC ↓",

@@ -221,11 +221,20 @@ def test_compare_page_table_and_pointing_game():
 def test_evaluate_page_runs_a_batch():
     at = open_page("evaluate", **{"ev.samples": ["chelsea.png"], "ev.methods": ["attention_rollout", "random"],
                                   "ev.steps": 5})
+    at.file_uploader(key="ev.boxes").set_value(("boxes.json", b"{not json", "application/json"))
+    at.run()
+    assert [e.value for e in at.error] and at.error[0].value.startswith("boxes.json cannot be used")
+    boxes = {"chelsea.png": {"label": 285, "width": 451, "height": 300, "boxes_xyxy": [[150, 60, 280, 230]]}}
+    at.file_uploader(key="ev.boxes").set_value(("boxes.json", json.dumps(boxes).encode(), "application/json"))
+    at.run()
+    check_clean(at)
     at.button(key="ev.run").click().run()
     check_clean(at)
     summary = at.dataframe[0].value
     assert set(summary["method"]) == {"Attention Rollout", "random"}
     assert summary["insertion AUC ↑"].between(0, 1).all()
+    assert summary["pointing game ↑"].isin([0.0, 1.0]).all()  # one image: a hit or a miss
+    assert summary["energy pointing ↑"].between(0, 1).all()
     assert any(s["data"] for s in plotly_specs(at))
 
 

@@ -107,11 +107,6 @@ def capture_key(ctx: Context, method: str, heavy: dict) -> tuple:
     return (ctx.model_key, ctx.image_hash, method, int(ctx.target), freeze(heavy))
 
 
-def is_cached(ctx: Context, method: str, params: dict) -> bool:
-    heavy, _ = split_params(method, params, ctx.model)
-    return capture_key(ctx, method, heavy) in captures()
-
-
 def get_capture(ctx: Context, method: str, params: dict,
                 progress: Callable[[int, int], object] | None = None) -> explainers.Capture:
     """The method's capture for the context, from the shared cache or computed now."""

@@ -1,8 +1,9 @@
 """The bodies of the app's pages. ``app_pages/*.py`` are one-line calls into this module.
 
-Each explainer page runs inside ``st.fragment``: moving one of its widgets reruns the fragment only, and a
-cheap parameter (discard ratio, head fusion, start layer, colour map, opacity) redraws from the cached
-capture without any model pass.
+An explainer page runs a method's model passes in the page body (with a progress bar and a Cancel button
+that interrupts the run), then draws everything else inside ``st.fragment``: moving a cheap parameter
+(discard ratio, head fusion, start layer, colour map, opacity) reruns that fragment only and redraws from the
+cached capture without any model pass.
 """
 
 from __future__ import annotations

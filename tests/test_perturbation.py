@@ -154,10 +154,10 @@ def test_class_specific_maps_differ(both_maps, method):
 
 def test_similarity_graph_token_dropping_matches_timm(deit_tiny, deit_tiny_hf, both_image):
     """Scores of the HF backend's short forwards = timm's own modules run on the kept tokens."""
-    cap = explainers.capture(deit_tiny_hf, both_image, "similarity_graph", target=282)
+    x = deit_tiny.preprocess(both_image)  # one input for both (their own preprocessing differs)
+    cap = explainers.capture(deit_tiny_hf, x, "similarity_graph", target=282)
     walks, scores = cap.state["walks"][0], cap.state["scores"][0]
     mod = deit_tiny.module
-    x = deit_tiny.preprocess(both_image)
     with torch.inference_mode():
         t = mod.norm_pre(mod._pos_embed(mod.patch_embed(x)))
         for i in (0, 17, len(walks) - 1):

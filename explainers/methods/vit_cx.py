@@ -32,10 +32,13 @@ def feature_masks(features: torch.Tensor, grid: tuple[int, int], size: tuple[int
 
 
 def cosine_distance(masks: torch.Tensor) -> np.ndarray:
-    """1 - cosine similarity of the rows of ``masks`` (zero rows: similarity 0), as float64 numpy."""
-    m = masks.double()
-    norms = m.norm(dim=1)
-    sim = (m @ m.T) / (norms[:, None] * norms[None, :])
+    """1 - cosine similarity of the rows of ``masks`` (zero rows: similarity 0), as float64 numpy.
+
+    The Gram matrix is computed in float32 (rows are in [0, 1], so the sums carry no cancellation); the
+    clustering threshold is far coarser than its rounding."""
+    m = masks.float()
+    norms = m.norm(dim=1).double()
+    sim = (m @ m.T).double() / (norms[:, None] * norms[None, :])
     sim = torch.nan_to_num(sim, nan=0.0, posinf=0.0, neginf=0.0)
     dist = (1.0 - sim).clamp_min(0.0)
     dist.fill_diagonal_(0.0)
@@ -58,9 +61,8 @@ def cluster_masks(masks: torch.Tensor, labels: np.ndarray) -> torch.Tensor:
     (they carry no spatial information) are dropped."""
     lab = torch.as_tensor(labels, device=masks.device, dtype=torch.long)
     K = int(lab.max()) + 1
-    member = torch.zeros(K, masks.shape[0], device=masks.device, dtype=masks.dtype)
-    member[lab, torch.arange(masks.shape[0], device=masks.device)] = 1.0
-    out = _rowwise_minmax(member @ masks)
+    sums = torch.zeros(K, masks.shape[1], device=masks.device, dtype=masks.dtype).index_add_(0, lab, masks)
+    out = _rowwise_minmax(sums)
     return out[out.amax(-1) > 0]
 
 

@@ -159,8 +159,12 @@ def curves(ctx: Context, method: str, params: dict, exp: explainers.Explanation,
 
 
 def perturbed_image(ctx: Context, exp: explainers.Explanation, fraction: float, kind: str, cs: CurveSettings):
-    """The model input at one curve step, as an RGB uint8 array."""
-    x = metrics.perturb(ctx.model, ctx.x(), exp.heatmap, fraction, kind, preset=cs.preset)
+    """The model input at one step of the ``kind`` curve, as an RGB uint8 array. For a negative-perturbation
+    preset (Chefer et al.'s) the "insertion" curve removes the *least* relevant pixels first."""
+    saliency = exp.heatmap
+    if kind == "insertion" and metrics.get_preset(cs.preset).negative:
+        saliency, kind = -saliency, "deletion"
+    x = metrics.perturb(ctx.model, ctx.x(), saliency, fraction, kind, preset=cs.preset)
     return (ctx.model.to_pixels(x)[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 

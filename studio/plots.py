@@ -63,7 +63,8 @@ def curves(named: dict, selected: float | None = None) -> go.Figure:
                 showlegend=single or col == 1,
                 line=dict(color=("#2ca02c" if kind == "insertion" else "#d62728") if single else color),
                 customdata=np.full(len(ys), kind), fill="tozeroy" if single else None,
-                hovertemplate=f"{name}<br>{kind} %{{x:.0%}} of the pixels<br>score %{{y:.3f}}<extra></extra>"),
+                hovertemplate=f"{name}<br>{getattr(c, kind + '_label', kind)}: %{{x:.0%}} of the pixels"
+                              f"<br>score %{{y:.3f}}<extra></extra>"),
                 row=1, col=col)
     if selected is not None:
         for col in (1, 2):

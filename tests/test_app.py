@@ -313,3 +313,25 @@ def test_a_model_without_weights_offline_gives_a_message():
     at.sidebar.selectbox(key="model_choice").set_value("deit_tiny_patch16_224").run()
     check_clean(at)
     assert at.session_state["ctx"] is not None and at.main.image
+
+
+def test_perturbed_step_images_follow_the_protocol(deit_tiny, cat_image):
+    """The images shown beside the curves: with Chefer et al.'s negative test the first curve removes the
+    least relevant pixels (blacked out), the second the most relevant; with the standard protocol insertion
+    shows only the most relevant pixels."""
+    from studio import compute
+    from studio.state import Context
+
+    exp = explainers.explain(deit_tiny, cat_image, "attention_rollout")
+    ctx = Context(model=deit_tiny, model_key=("deit_tiny", None, "cpu"), image=cat_image, image_hash="h",
+                  image_name="c", probs=np.zeros(1000), target=exp.target)
+    chefer = compute.CurveSettings("chefer", None)
+    neg = compute.perturbed_image(ctx, exp, 0.3, "insertion", chefer).sum(-1) == 0
+    pos = compute.perturbed_image(ctx, exp, 0.3, "deletion", chefer).sum(-1) == 0
+    assert abs(neg.mean() - 0.3) < 0.01 and abs(pos.mean() - 0.3) < 0.01
+    assert exp.heatmap[neg].max() <= exp.heatmap[pos].min() + 1e-6
+    std = compute.CurveSettings("standard", 10)
+    shown = compute.perturbed_image(ctx, exp, 0.2, "insertion", std)
+    full = np.asarray(ctx.shown(), dtype=np.int16)
+    same = (np.abs(shown.astype(np.int16) - full).max(-1) <= 1)
+    assert exp.heatmap[same].mean() > exp.heatmap[~same].mean()

@@ -28,7 +28,8 @@ ATTRIBUTION = SAMPLES / "ATTRIBUTION.md"
 DEFAULT_SAMPLE = "chelsea.png"
 
 
-def _resolve(path: str) -> Path:
+def resolve_path(path: str) -> Path:
+    """A user or operator path: ~ expanded, relative paths taken from the repository root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else (ROOT / p)
 
@@ -40,11 +41,11 @@ def default_model() -> str:
 def default_weights() -> str | None:
     """The local weights for the default model (``VIT_EXPLAIN_WEIGHTS``), or None for the hub."""
     w = os.environ.get("VIT_EXPLAIN_WEIGHTS", "").strip()
-    return str(_resolve(w).resolve()) if w else None
+    return str(resolve_path(w).resolve()) if w else None
 
 
 def allowed_roots() -> list[Path]:
-    roots = [_resolve(p).resolve() for p in os.environ.get("VIT_EXPLAIN_ALLOWED_PATHS", "").split(os.pathsep)
+    roots = [resolve_path(p).resolve() for p in os.environ.get("VIT_EXPLAIN_ALLOWED_PATHS", "").split(os.pathsep)
              if p.strip()]
     w = default_weights()
     if w:

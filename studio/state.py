@@ -65,7 +65,7 @@ def load_model(name: str, weights: str | None, device: str) -> explainers.ViTMod
 
 
 def _under_allowed(path: Path) -> bool:
-    p = path.expanduser().resolve()
+    p = settings.resolve_path(str(path)).resolve()
     return any(p == root or root in p.parents for root in settings.allowed_roots())
 
 
@@ -76,13 +76,14 @@ def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str 
     weights = (weights or "").strip() or None
     if not name:
         raise ChoiceError("Enter a model name.")
-    looks_like_path = name.startswith(("/", ".", "~")) or "\\" in name or ".." in name or Path(name).exists()
+    looks_like_path = (name.startswith(("/", ".", "~")) or "\\" in name or ".." in name
+                       or settings.resolve_path(name).exists())
     if looks_like_path:
         if not _under_allowed(Path(name)):
             raise ChoiceError(
                 f"Local model folders must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS); "
                 f"{name!r} does not.")
-        name = str(Path(name).expanduser().resolve())
+        name = str(settings.resolve_path(name).resolve())
     elif not (_TIMM_NAME.match(name) or _HF_ID.match(name)):
         raise ChoiceError(f"{name!r} is neither a timm model name (e.g. deit_small_patch16_224) nor a Hugging "
                           "Face id (owner/name).")
@@ -91,7 +92,7 @@ def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str 
             raise ChoiceError(
                 f"Local weights must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS); "
                 f"{weights!r} does not.")
-        weights = str(Path(weights).expanduser().resolve())
+        weights = str(settings.resolve_path(weights).resolve())
     return name, weights
 
 

@@ -335,3 +335,20 @@ def test_perturbed_step_images_follow_the_protocol(deit_tiny, cat_image):
     full = np.asarray(ctx.shown(), dtype=np.int16)
     same = (np.abs(shown.astype(np.int16) - full).max(-1) <= 1)
     assert exp.heatmap[same].mean() > exp.heatmap[~same].mean()
+
+
+def test_a_local_model_folder_under_an_allowed_path_is_loaded(monkeypatch, deit_tiny_hf, cat_image):
+    """The operator allows ../shared/weights: a user types the Hugging Face DeiT-Tiny folder there (relative
+    to the repository), and the app explains with it (its own preprocessing included)."""
+    monkeypatch.setenv("VIT_EXPLAIN_ALLOWED_PATHS", str(WEIGHTS.parent))
+    rel = os.path.relpath(WEIGHTS / "hf", ROOT)
+    at = new_app()
+    at.run()
+    at.sidebar.selectbox(key="model_choice").set_value("Other: timm name, Hugging Face id or local folder…").run()
+    at.sidebar.text_input(key="model_typed").input(rel).run()
+    check_clean(at)
+    ctx = at.session_state["ctx"]
+    assert ctx.model.source == "hf" and ctx.model_key[0] == str((WEIGHTS / "hf").resolve())
+    ref = explainers.explain(deit_tiny_hf, cat_image, "attention_rollout")
+    assert ctx.target == ref.target
+    np.testing.assert_allclose(grid_values(at), ref.patch_map, rtol=1e-3, atol=1e-6)

@@ -88,6 +88,7 @@ def test_upload_switch_page_slider(server):
             main = page.locator("[data-testid=stMain]")
             expect(main.get_by_text("Attention Rollout · ", exact=False).first).to_be_visible(timeout=WAIT_MS)
             _wait_idle(page)
+            expect(main.locator(".js-plotly-plot", has_text="Top-5 predictions")).to_be_visible(timeout=WAIT_MS)
             page.screenshot(path=str(OUT / "1-landing.png"))
 
             # 2. upload a photo

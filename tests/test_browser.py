@@ -125,6 +125,10 @@ def test_upload_switch_page_slider(server):
                 " return img && img.src !== src && img.complete && img.naturalWidth > 0; }",
                 arg=before, timeout=WAIT_MS)
             _wait_idle(page)
+            # each key press queued a fragment rerun; while they drain, the old chart can stand beside the new
+            # one for a moment: wait until exactly one curves chart is left
+            expect(curves).to_have_count(1, timeout=60_000)
+            _wait_idle(page)
             expect(curves).to_be_visible()
             assert curves.locator(".scatterlayer .trace").count() >= 2
             page.screenshot(path=str(OUT / "2-attention-after-slider.png"))

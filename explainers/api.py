@@ -29,9 +29,9 @@ class Explanation:
     method: str
     patch_map: np.ndarray
     heatmap: np.ndarray
-    target: int
-    probability: float
-    label: str
+    target: int  # the class the map is about; -1 for a target that is not a class (similarity, custom)
+    probability: float  # the target's score on the image: the class probability, or the similarity / value
+    label: str  # the target in words ("tabby cat", "bull mastiff rather than tiger cat", "similarity to ...")
     params: dict
     seconds: float
     warnings: list[str] = field(default_factory=list)
@@ -102,10 +102,12 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
         px = maps.pixel_maps.detach().float().cpu()
     else:
         px = upsample(pm, cap.input_size)
-    probs = cap.logits.detach().float().softmax(-1).cpu()
+    probs = cap.logits.detach().float().softmax(-1).cpu() if cap.logits is not None else None
+    scores = cap.target_scores.detach().float().cpu() if cap.target_scores is not None else None
     reduce_s = time.perf_counter() - t0
     B = pm.shape[0]
     labels = getattr(model, "labels", None)
+    bound = cap.target
     out = []
     for b in range(B):
         warns = list(maps.warnings[b]) if maps.warnings else []
@@ -118,11 +120,19 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
         if not ok:
             warns.append("the map is constant: it carries no information for this image/target")
         t = int(cap.targets[b])
-        top = torch.topk(probs[b], k=min(5, probs.shape[1]))
-        top5 = [(int(i), labels[int(i)] if labels else str(int(i)), float(v)) for v, i in zip(top.values, top.indices)]
+        top5 = []
+        if probs is not None:
+            top = torch.topk(probs[b], k=min(5, probs.shape[1]))
+            top5 = [(int(i), labels[int(i)] if labels else str(int(i)), float(v)) for v, i in zip(top.values, top.indices)]
+        if bound is not None:
+            label = bound.labels[b]
+        else:
+            label = labels[t] if (labels and t >= 0) else str(t)
+        prob = float(scores[b]) if scores is not None else (float(probs[b, t]) if probs is not None and t >= 0 else
+                                                            float("nan"))
         out.append(Explanation(
             method=cap.method, patch_map=p.numpy().astype(np.float32), heatmap=hm.numpy().astype(np.float32),
-            target=t, probability=float(probs[b, t]), label=labels[t] if labels else str(t), params=full,
+            target=t, probability=prob, label=label, params=full,
             seconds=(cap.seconds + reduce_s) / B, warnings=warns, top5=top5))
     if batch is None:
         batch = B > 1
@@ -133,7 +143,9 @@ def explain(model, image, method: str = "attention_rollout", target=None, progre
     """Explain ``model``'s prediction for ``image`` with ``method``.
 
     image: a PIL image, a path, bytes, or a tensor (3, H, W) / (B, 3, H, W) already preprocessed.
-    target: None (the predicted class), a class index, or one index per image of a batch.
+    target: None (the predicted class), a class index, one index per image of a batch, or a target object from
+        :mod:`explainers.targets` (class probability, contrast of two classes, similarity to an embedding, another
+        image or a region, any function of the outputs).
     progress: optional ``callback(done, total)`` for long methods; return False (or raise
         :class:`explainers.Cancelled`) to cancel.
     params: the method's parameters (see ``explainers.METHODS[method].params``).

@@ -48,12 +48,54 @@ def save_heatmap_png(heatmap: np.ndarray, path: Path, image=None, alpha: float =
     out.save(path)
 
 
+def _size(text):
+    if text is None:
+        return None
+    parts = [p for p in str(text).lower().replace("x", ",").split(",") if p.strip()]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise SystemExit(f"--img-size expects N or H,W (e.g. 224 or 224,320); got {text!r}") from None
+    if len(vals) not in (1, 2) or min(vals) < 1:
+        raise SystemExit(f"--img-size expects N or H,W (e.g. 224 or 224,320); got {text!r}")
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def cli_target(model, args):
+    """--target / --contrast / --prob / --region / --similar-to -> a target for ``explain``."""
+    from .targets import ClassProbability, Contrast, Similarity
+
+    chosen = [n for n in ("contrast", "region", "similar_to") if getattr(args, n, None) is not None]
+    if len(chosen) > 1:
+        raise SystemExit("choose one of --contrast, --region and --similar-to")
+    if args.contrast is not None:
+        if args.target is None:
+            raise SystemExit("--contrast B needs --target A (explain A rather than B)")
+        return Contrast(args.target, args.contrast)
+    if args.region is not None:
+        try:
+            box = tuple(int(v) for v in args.region.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4:
+            raise SystemExit(f"--region expects top,left,bottom,right in patches (e.g. 2,2,6,6); got {args.region!r}")
+        return Similarity.to_region(box)
+    if args.similar_to is not None:
+        from .images import load_image
+
+        return Similarity.to_image(model, load_image(args.similar_to), name=Path(args.similar_to).name)
+    if args.prob:
+        return ClassProbability(args.target)
+    return args.target
+
+
 def cmd_explain(args) -> int:
     from . import explain, load_image, load_model
 
-    model = load_model(args.model, weights=args.weights, device=args.device)
+    model = load_model(args.model, weights=args.weights, device=args.device, num_classes=args.num_classes,
+                       img_size=_size(args.img_size))
     image = load_image(args.image)
-    exp = explain(model, image, method=args.method, target=args.target, **_parse_params(args.param))
+    exp = explain(model, image, method=args.method, target=cli_target(model, args), **_parse_params(args.param))
     x = model.preprocess(image)
     shown = model.to_pixels(x)[0].permute(1, 2, 0).cpu().numpy()
     from PIL import Image
@@ -82,7 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--method", default="attention_rollout")
     p.add_argument("--image", required=True)
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="a new classifier of N classes (0: no classifier, explain a similarity target)")
+    p.add_argument("--img-size", default=None, help="build the model for this input size: N or H,W (timm models)")
     p.add_argument("--target", type=int, default=None, help="class index (default: the predicted class)")
+    p.add_argument("--prob", action="store_true", help="explain the class probability instead of its logit")
+    p.add_argument("--contrast", type=int, default=None, metavar="B",
+                   help="explain --target rather than class B (logit difference)")
+    p.add_argument("--region", default=None, metavar="T,L,B,R",
+                   help="explain the similarity of the image's embedding to this patch region's (rows T..B-1, "
+                        "cols L..R-1 of the patch grid); works for models without a classifier")
+    p.add_argument("--similar-to", default=None, metavar="IMAGE",
+                   help="explain the similarity of the image's embedding to another image's")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
     p.add_argument("--out", required=True, help="output PNG (heatmap overlaid on the model input)")
     p.add_argument("--no-overlay", action="store_true", help="write the bare colour-mapped heatmap")

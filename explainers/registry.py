@@ -51,52 +51,91 @@ class Param:
         return lo, hi
 
     def validate(self, value, model=None):
-        """Coerce ``value`` (also from a string, as the command line gives it) and check its range."""
+        """Coerce ``value`` (also from a string, as the command line gives it) and check its range.
+
+        Scalars of any numeric type are accepted: numpy scalars, 0-d arrays and tensors, ``Decimal`` and
+        ``Fraction``. An integer parameter takes integral values only (1.5 is refused, never truncated); a
+        float parameter takes any finite number; numpy's ``bool_`` is a bool (refused for numbers, like
+        ``True``). Overflowing or non-finite values are refused with :class:`InvalidParameterError`."""
+        import math
+        import numbers
+        import operator
+        from decimal import Decimal
+
+        import numpy as np
+
+        def shown(v) -> str:  # a repr that never fails or floods the message (10**5000, huge arrays)
+            if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+                return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+            try:
+                r = repr(v)
+            except Exception:
+                r = f"a {type(v).__name__}"
+            return r if len(r) <= 80 else r[:77] + "..."
+
         if value is None:
             if self.allow_none:
                 return None
             raise InvalidParameterError(f"parameter {self.name!r} needs a value")
+        given = value
         try:
+            if isinstance(value, (torch.Tensor, np.ndarray)):
+                if value.ndim != 0:
+                    raise ValueError(value)
+                value = value.item()  # -> a Python bool, int, float or complex
+            elif isinstance(value, np.generic):
+                value = value.item()
             if self.kind == "bool":
                 if isinstance(value, str):
                     low = value.strip().lower()
                     if low not in ("true", "false", "1", "0", "yes", "no"):
                         raise ValueError(value)
                     value = low in ("true", "1", "yes")
-                elif not isinstance(value, (bool, int)) or value not in (0, 1):
+                elif not hasattr(value, "__index__") or operator.index(value) not in (0, 1):
                     raise ValueError(value)
                 return bool(value)
             if self.kind == "choice":
                 value = str(value)
                 if value not in self.choices:
                     raise InvalidParameterError(
-                        f"parameter {self.name!r} must be one of {', '.join(self.choices)}; got {value!r}")
+                        f"parameter {self.name!r} must be one of {', '.join(self.choices)}; got {shown(value)}")
                 return value
+            if isinstance(value, bool):
+                raise ValueError(value)
             if self.kind == "int":
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError(value)
-                value = int(str(value).strip()) if isinstance(value, str) else int(value)
+                if isinstance(value, str):
+                    value = int(value.strip())
+                elif hasattr(value, "__index__"):
+                    value = operator.index(value)
+                elif isinstance(value, (numbers.Real, Decimal)):
+                    exact = int(value)  # OverflowError for infinities, ValueError for NaN
+                    if exact != value:  # 1.5 is refused, not truncated
+                        raise ValueError(value)
+                    value = exact
+                else:
+                    raise TypeError(value)
             elif self.kind == "float":
-                if isinstance(value, bool):
-                    raise ValueError(value)
-                value = float(value)
-                if value != value or value in (float("inf"), float("-inf")):
+                if isinstance(value, str):
+                    value = value.strip()
+                elif not (isinstance(value, (numbers.Real, Decimal)) or hasattr(value, "__index__")):
+                    raise TypeError(value)
+                value = float(value)  # OverflowError for 10**400
+                if not math.isfinite(value):
                     raise ValueError(value)
             else:  # pragma: no cover - programming error
                 raise TypeError(self.kind)
         except InvalidParameterError:
             raise
-        except (TypeError, ValueError):
-            raise InvalidParameterError(
-                f"parameter {self.name!r} must be {'an integer' if self.kind == 'int' else 'a ' + self.kind}; "
-                f"got {value!r}") from None
+        except (TypeError, ValueError, ArithmeticError):  # OverflowError, decimal.InvalidOperation
+            what = "an integer" if self.kind == "int" else "a " + self.kind
+            raise InvalidParameterError(f"parameter {self.name!r} must be {what}; got {shown(given)}") from None
         lo, hi = self.bounds(model)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             if lo is not None and hi is not None:
                 rng = f"[{lo}, {hi}]"
             else:
                 rng = f">= {lo}" if lo is not None else f"<= {hi}"
-            raise InvalidParameterError(f"parameter {self.name!r} must be in {rng}; got {value}")
+            raise InvalidParameterError(f"parameter {self.name!r} must be in {rng}; got {shown(value)}")
         return value
 
     def describe(self, model=None) -> dict:
@@ -111,8 +150,8 @@ class Capture:
     """The model-dependent part of an explanation: everything ``reduce`` needs, on the CPU or device."""
 
     method: str
-    logits: torch.Tensor  # (B, C)
-    targets: torch.Tensor  # (B,) long
+    logits: torch.Tensor | None  # (B, C); None for a model without classes
+    targets: torch.Tensor  # (B,) long: the class each map is about, -1 for targets that are not a class
     grid: tuple[int, int]
     input_size: tuple[int, int]
     params: dict  # the non-cheap parameters used
@@ -120,6 +159,8 @@ class Capture:
     seconds: float = 0.0
     forward_passes: int = 0  # images pushed through the model (for benchmarks)
     x: torch.Tensor | None = None  # the model input (kept for metrics/reports), on the CPU
+    target: Any = None  # the bound target (explainers.targets.Bound)
+    target_scores: torch.Tensor | None = None  # (B,) the target's score on the clean input (class probability)
 
 
 @dataclass
@@ -247,8 +288,23 @@ def _is_integral(v) -> bool:
 
 
 def check_target(target, num_classes: int) -> None:
+    """Refuse a bad class target before any model pass (target objects are checked when they are bound)."""
+    from .targets import ClassLogit, Contrast, Target
+
+    if isinstance(target, Contrast):
+        target = [target.a, target.b]
+    elif isinstance(target, ClassLogit):
+        target = target.index
+    elif isinstance(target, Target) or (callable(target) and not isinstance(target, torch.Tensor)):
+        return
     if target is None:
         return
+    if num_classes == 0:
+        raise InvalidParameterError(
+            "this model has no classifier, so a class target has no meaning; explain a similarity target "
+            "(explainers.targets.Similarity) or load the model with num_classes=N")
+    if hasattr(target, "tolist") and not hasattr(target, "__index__"):  # numpy arrays
+        target = target.tolist()
     vals = target.reshape(-1).tolist() if isinstance(target, torch.Tensor) else (
         list(target) if isinstance(target, (list, tuple)) else [target])
     for v in vals:

@@ -52,22 +52,33 @@ def auto_batch_size(model, tokens: int | None = None, requested: int = 0) -> int
     return int(max(1, min(GPU_MAX_BATCH, (0.5 * free) // max(1, per_input))))
 
 
-def score_batches(model, make: Callable[[int, int], torch.Tensor], count: int, target: int, batch_size: int,
+def score_batches(model, make: Callable[[int, int], torch.Tensor], count: int, target, batch_size: int,
                   *, tokens: bool = False, progress=None, done: int = 0, total: int | None = None
                   ) -> torch.Tensor:
-    """Softmax probability of class ``target`` for ``count`` inputs built on demand, in batches.
+    """The target's score for ``count`` inputs built on demand, in batches.
 
-    make(start, stop) returns inputs ``start..stop-1``: images (b, 3, H, W) for ``model.forward`` or,
-    with ``tokens=True``, token sequences (b, n, D) for ``model.forward_tokens``. Progress is reported
-    as ``done + i`` out of ``total`` after each batch. Returns a (count,) float tensor on the device.
+    target: a bound target of ONE image (``bound.select(b)``: the class probability for class targets, the value
+    for the others) or a class index (its softmax probability).
+    make(start, stop) returns inputs ``start..stop-1``: images (b, 3, H, W) for ``model.outputs`` or, with
+    ``tokens=True``, token sequences (b, n, D) for ``model.forward_tokens`` (or a pair (tokens, kept patch
+    indices), which RoPE models need). Progress is reported as ``done + i`` out of ``total`` after each batch.
+    Returns a (count,) float tensor on the device.
     """
     out = torch.empty(count, device=model.device)
     total = count if total is None else total
+    if not hasattr(target, "score"):
+        from ..targets import class_bound
+
+        target = class_bound(int(target), model.device)
     with torch.inference_mode():
         for start in range(0, count, batch_size):
             stop = min(count, start + batch_size)
             inp = make(start, stop)
-            logits = model.forward_tokens(inp) if tokens else model.forward(inp)
-            out[start:stop] = logits.float().softmax(-1)[:, target]
+            if tokens:
+                t, keep = inp if isinstance(inp, tuple) else (inp, None)
+                res = model.forward_tokens(t, keep=keep, full=True)
+            else:
+                res = model.outputs(inp)
+            out[start:stop] = target.score(res).float()
             report_progress(progress, done + stop, total)
     return out

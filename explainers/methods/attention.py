@@ -16,6 +16,7 @@ from ._common import (
     cls_row,
     discard_lowest,
     gradient_capture,
+    query_vector,
     rollout_row,
 )
 
@@ -78,7 +79,7 @@ class AttentionRollout(Method):
         fused = _fuse(A, params["head_fusion"])
         fused = torch.stack([discard_lowest(f, params["discard_ratio"], protect_cls=True) for f in fused])
         norm = "reference" if params["reference_normalization"] else "row"
-        row = rollout_row(fused, identity="half", normalize=norm)
+        row = rollout_row(fused, identity="half", normalize=norm, row=query_vector(cap))
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))
 
 
@@ -120,7 +121,7 @@ class GradientRollout(Method):
         w = (A[s:] * G[s:]).mean(2).clamp(min=0)  # head mean, then clamp (as the reference)
         w = torch.stack([discard_lowest(f, params["discard_ratio"], protect_cls=False) for f in w])
         norm = "reference" if params["reference_normalization"] else "row"
-        row = rollout_row(w, identity="half", normalize=norm)
+        row = rollout_row(w, identity="half", normalize=norm, row=query_vector(cap, gradient=True))
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))
 
 
@@ -143,7 +144,7 @@ class CheferRollout(Method):
 
     def reduce(self, cap, params) -> Maps:
         fused = cap.state["A"][params["start_layer"]:].mean(2)
-        row = rollout_row(fused, identity="add", normalize="row")
+        row = rollout_row(fused, identity="add", normalize="row", row=query_vector(cap))
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))
 
 
@@ -164,7 +165,11 @@ class AttentionLastLayer(Method):
         return attention_capture(model, x, target)
 
     def reduce(self, cap, params) -> Maps:
-        row = cap.state["A"][-1].mean(1)[:, 0]
+        q = query_vector(cap)
+        if cap.state.get("pooling") == "map":  # the probe's attention is the last attention the pooled vector sees
+            row = q
+        else:
+            row = (q[:, None, :] @ cap.state["A"][-1].mean(1).float())[:, 0]
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))
 
 
@@ -196,8 +201,9 @@ class AttentionGradCAM(Method):
 
     def reduce(self, cap, params) -> Maps:
         p = cap.state["prefix"]
-        a = cap.state["A"][-1][:, :, 0, p:]  # (B, H, n)
-        g = cap.state["G"][-1][:, :, 0, p:]
+        q = query_vector(cap)[:, None, None, :]  # the pooling's row(s) of the last attention, per head
+        a = (q @ cap.state["A"][-1].float())[:, :, 0, p:]  # (B, H, n)
+        g = (q @ cap.state["G"][-1].float())[:, :, 0, p:]
         w = g.mean(-1, keepdim=True)
         m = (w * a).mean(1)
         warns = None
@@ -227,5 +233,5 @@ class GenericAttention(Method):
 
     def reduce(self, cap, params) -> Maps:
         w = (cap.state["G"] * cap.state["A"]).clamp(min=0).mean(2)
-        row = rollout_row(w, identity="add", normalize=None)
+        row = rollout_row(w, identity="add", normalize=None, row=query_vector(cap, gradient=True))
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))

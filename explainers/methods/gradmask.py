@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..registry import Capture, Maps, Method, Param, register, resolve_targets
+from ..registry import Maps, Method, Param, register
+from ..targets import bind
+from ._common import new_capture
 from ._perturb import BATCH_SIZE, auto_batch_size, score_batches
 
 __all__ = ["GradMask", "chunk_gradients", "threshold_masks"]
@@ -67,12 +69,12 @@ class GradMask(Method):
         with torch.enable_grad():
             xg = x.detach().clone().requires_grad_(True)
             tr = model.trace(xg, keep_activations=True)
-            targets = resolve_targets(tr.logits.detach(), target)
-            y = tr.logits.gather(1, targets[:, None]).sum()
+            bound = bind(model, target, tr.outputs, x)
+            y = bound.value(tr.outputs).sum()
             qkv = [a[key] for a in tr.acts[:-1] for key in ("q", "k", "v")]
             grads = torch.autograd.grad(y, qkv)
-        logits = tr.logits.detach()
-        del tr, qkv, y
+        clean = tr.outputs
+        del qkv, y
         # (B, H, N, d) per projection -> (B, N, H*d) = the projection output's layout
         g = torch.stack([gr.transpose(1, 2).flatten(2) for gr in grads], 1)  # (B, R0, N, D)
         rows = chunk_gradients(g, m)[..., P:]  # (B, R0, m, n)
@@ -91,10 +93,9 @@ class GradMask(Method):
                 up = F.interpolate(mb[start:stop].view(-1, 1, *grid), size=(H, W), mode="nearest")
                 return xb * up
 
-            weights.append(score_batches(model, make, R, int(targets[b]), bs, progress=progress, done=b * R,
+            weights.append(score_batches(model, make, R, bound.select(b), bs, progress=progress, done=b * R,
                                          total=B * R))
-        cap = Capture(method="", logits=logits, targets=targets, grid=grid, input_size=(H, W), params={},
-                      forward_passes=B * (1 + R))
+        cap = new_capture(model, x, clean, bound, B * (1 + R))
         cap.state.update(masks=masks.detach(), weights=torch.stack(weights))
         return cap
 

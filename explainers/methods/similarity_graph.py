@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..registry import Capture, Maps, Method, Param, register, resolve_targets
+from ..registry import Maps, Method, Param, register
+from ..targets import bind
+from ._common import new_capture, pooling_query
 from ._perturb import BATCH_SIZE, auto_batch_size, score_batches
 
 __all__ = ["SimilarityGraph", "start_nodes", "similarity_graphs", "greedy_walks", "coverage_average"]
@@ -110,13 +112,14 @@ class SimilarityGraph(Method):
         L = model.num_layers
         with torch.inference_mode():
             tr = model.trace(x, keep_activations=True)
-            targets = resolve_targets(tr.logits, target)
+            bound = bind(model, target, tr.outputs, x)
             tokens = tr.embedded
-            logits = tr.logits
+            clean = tr.outputs
+            q = pooling_query(model, tr)[:, None, None, :]  # the row(s) the pooling reads
             n = tokens.shape[1] - P
             length = int(n * params["token_ratio"])
             # start nodes of attention layers s..L-2, graphs of MLP embeddings of layers s+1..L-1
-            cls_att = torch.stack([a[:, :, 0, P:].amax(1) for a in tr.attentions[s:L - 1]], 1)  # (B, L', n)
+            cls_att = torch.stack([(q @ a.float())[:, :, 0, P:].amax(1) for a in tr.attentions[s:L - 1]], 1)
             emb = torch.stack([tr.acts[li]["f1"][:, P:] for li in range(s + 1, L)], 1)  # (B, L', n, F)
             del tr
             walks = []
@@ -136,15 +139,13 @@ class SimilarityGraph(Method):
 
             def make(start, stop, keep=keep, prefix=prefix, b=b):
                 picked = tokens[b][keep[start:stop]]  # (k, T, D)
-                return torch.cat([prefix.expand(stop - start, -1, -1), picked], dim=1)
+                return torch.cat([prefix.expand(stop - start, -1, -1), picked], dim=1), keep[start:stop] - P
 
-            scores = score_batches(model, make, M, int(targets[b]), bs, tokens=True, progress=progress,
+            scores = score_batches(model, make, M, bound.select(b), bs, tokens=True, progress=progress,
                                    done=b * M, total=total)
             maps.append(coverage_average(walks[b], scores, n))
             all_scores.append(scores.cpu())
-        cap = Capture(method="", logits=logits, targets=targets,
-                      grid=model.grid(x), input_size=tuple(x.shape[-2:]), params={},
-                      forward_passes=x.shape[0] + total)
+        cap = new_capture(model, x, clean, bound, x.shape[0] + total)
         cap.state.update(map=torch.stack(maps), walks=[w.cpu() for w in walks], scores=all_scores)
         return cap
 

@@ -9,7 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..registry import Capture, Maps, Method, Param, register, resolve_targets
+from ..registry import Maps, Method, Param, register
+from ..targets import bind
+from ._common import new_capture
 from ._perturb import BATCH_SIZE, auto_batch_size, score_batches
 
 __all__ = ["ViTCX", "feature_masks", "cluster_masks", "cluster_labels", "causal_saliency"]
@@ -122,9 +124,9 @@ class ViTCX(Method):
         P = model.num_prefix_tokens
         with torch.inference_mode():
             tr = model.trace(x)
-            targets = resolve_targets(tr.logits, target)
+            bound = bind(model, target, tr.outputs, x)
             feats = model.blocks[layer].norm1(tr.block_inputs[layer])[:, P:]
-            p_full = tr.logits.float().softmax(-1).gather(1, targets[:, None])[:, 0]
+            p_full = bound.score(tr.outputs).float()
         per_image = []
         for b in range(x.shape[0]):
             masks = feature_masks(feats[b], grid, size)
@@ -153,15 +155,14 @@ class ViTCX(Method):
                 return pair[start - 2 * k0:stop - 2 * k0]
 
             bs = auto_batch_size(model, requested=params["batch_size"])
-            probs = score_batches(model, make, 2 * K, int(targets[b]), bs, progress=progress, done=done,
+            probs = score_batches(model, make, 2 * K, bound.select(b), bs, progress=progress, done=done,
                                   total=total)
             done += 2 * K
             s = probs[0::2] - probs[1::2] + p_full[b]
             saliency.append(causal_saliency(cmasks, s).view(H, W))
             scores_out.append(s.cpu())
             ks.append(K)
-        cap = Capture(method="", logits=tr.logits.detach(), targets=targets, grid=grid, input_size=size,
-                      params={}, forward_passes=x.shape[0] + total)
+        cap = new_capture(model, x, tr, bound, x.shape[0] + total)
         cap.state.update(saliency=torch.stack(saliency), clusters=ks, scores=scores_out)
         return cap
 

@@ -264,15 +264,18 @@ def perturb(model, x: torch.Tensor, saliency, fraction: float, kind: str = "dele
         return torch.where(top, base, x) if kind == "deletion" else torch.where(top, x, base)
 
 
-def _scores(logits: torch.Tensor, score: str, target: int, label: int) -> torch.Tensor:
+def _scores(out, score: str, bound, label) -> torch.Tensor:
     if score == "accuracy":
-        return (logits.argmax(-1) == label).double()
-    return logits.double().softmax(-1)[:, target]
+        return (out.logits.argmax(-1) == label).double()
+    return bound.score(out).double()
 
 
 def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=None, steps: int | None = None,
                        baseline=None, batch_size: int | None = None, label: int | None = None) -> Curves:
-    """Insertion and deletion curves of ``saliency`` for class ``target`` on model input ``x`` (1, 3, H, W).
+    """Insertion and deletion curves of ``saliency`` for ``target`` on model input ``x`` (1, 3, H, W).
+
+    target: a class index (its softmax probability is scored) or a target object of :mod:`explainers.targets`
+    (its score: the class probability for class targets, the similarity for a similarity target).
 
     saliency: the map, any resolution (patch grid or pixel map), in the model-input frame.
     preset: a name in :data:`PRESETS` (default :data:`DEFAULT_PRESET`) or a :class:`Preset`.
@@ -285,11 +288,27 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
     p = get_preset(preset)
     base_spec = p.baseline if baseline is None else resolve_baseline(baseline)
     x = _as_batch(model, x)
-    target = int(target)
-    label = target if label is None else int(label)
-    n_cls = getattr(model, "num_classes", None)
-    if target < 0 or (n_cls is not None and target >= n_cls):
-        raise InvalidParameterError(f"target {target} is outside the model's classes")
+    from ..targets import Target, bind, class_bound
+
+    if isinstance(target, Target) or (callable(target) and not isinstance(target, torch.Tensor)):
+        with torch.inference_mode():
+            bound = bind(model, target, model.outputs(x), x).select(0)
+        cls = int(bound.classes[0])
+        if label is None and p.score == "accuracy":
+            if cls < 0:
+                raise InvalidParameterError(f"the {p.name} preset scores accuracy, which needs a class target")
+            label = cls
+    else:
+        if isinstance(target, bool) or not hasattr(target, "__index__") and not (
+                isinstance(target, float) and target.is_integer()):
+            raise InvalidParameterError(f"target must be a class index or a target object; got {target!r}")
+        target = int(target)
+        n_cls = getattr(model, "num_classes", None)
+        if target < 0 or (n_cls is not None and target >= n_cls):
+            raise InvalidParameterError(f"target {target} is outside the model's classes")
+        bound = class_bound(target, x.device)
+        label = target if label is None else label
+    label = None if label is None else int(label)
     H, W = x.shape[-2:]
     n = H * W
     fr = p.grid(steps)
@@ -332,8 +351,8 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
             torch.lt(rank, span[start:start + b, 1], out=below[:b])
             keep[:b] &= below[:b]
             torch.where(keep[:b], x, base, out=buf[:b])
-            logits = model.forward(buf[:b])
-            for kk, s in zip(unique[start:start + b], _scores(logits, p.score, target, label).cpu().tolist()):
+            out = model.outputs(buf[:b])
+            for kk, s in zip(unique[start:start + b], _scores(out, p.score, bound, label).cpu().tolist()):
                 scores[kk] = s
     ins = np.array([scores[k] for k in ins_keys], dtype=np.float64)
     dele = np.array([scores[k] for k in del_keys], dtype=np.float64)

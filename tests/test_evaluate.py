@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +126,139 @@ def test_evaluate_refuses_a_folder_of_another_configuration(tmp_path, deit_tiny)
                                               "weights": str(deit_tiny.weights_path or ""), "tolerance": 15}))
     with pytest.raises(InvalidParameterError, match="another configuration"):
         E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=1, show_progress=False)
+
+
+# -- inputs: list files and the ImageNet devkit's labels -------------------------------------------------------
+def _timm_synsets() -> list[str]:
+    import timm
+
+    return (Path(timm.__file__).parent / "data" / "_info" / "imagenet_synsets.txt").read_text().split()
+
+
+def _devkit(tmp_path, boxes, seed=0):
+    """A devkit meta.mat (1000 leaf synsets in a shuffled ILSVRC2012_ID order, plus non-leaf synsets) and a
+    ground-truth file whose lines give the val images the WordNet ids of boxes.json."""
+    from scipy.io import savemat
+
+    wnids = _timm_synsets()
+    rng = np.random.default_rng(seed)
+    order = list(rng.permutation(wnids))  # ILSVRC2012_ID k -> order[k - 1], not sorted
+    extra = [("n00001740", 3), ("n00002137", 2)]  # inner nodes come after the 1000 classes, with children
+    syn = np.zeros((1000 + len(extra), 1), dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O"), ("words", "O"),
+                                                  ("num_children", "O")])
+    for i, w in enumerate(order):
+        syn[i, 0] = (i + 1, w, f"class {w}", 0)
+    for j, (w, c) in enumerate(extra):
+        syn[1000 + j, 0] = (1001 + j, w, "inner", c)
+    savemat(tmp_path / "meta.mat", {"synsets": syn})
+    id_of = {w: i + 1 for i, w in enumerate(order)}
+    n = max(int(k[15:23]) for k in boxes)
+    lines = [str(int(rng.integers(1, 1001))) for _ in range(n + 5)]
+    for name, e in boxes.items():
+        lines[int(name[15:23]) - 1] = str(id_of[e["wnid"]])
+    (tmp_path / "ILSVRC2012_validation_ground_truth.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path / "ILSVRC2012_validation_ground_truth.txt", tmp_path / "meta.mat"
+
+
+def test_imagenet_devkit_labels_agree_with_boxes_json(tmp_path, val_boxes):
+    from explainers.evaluation.inputs import load_boxes
+
+    gt, meta = _devkit(tmp_path, val_boxes)
+    labels = E.imagenet_val_labels(list(val_boxes), gt)  # meta.mat found beside the ground-truth file
+    assert labels == {k: {"label": v["label"], "wnid": v["wnid"]} for k, v in val_boxes.items()}
+    # merged into the boxes: the ground truth agrees with boxes.json, boxes are kept
+    names = [p.name for p in val_images(3)]
+    boxes, _ = load_boxes(VAL100, names, ground_truth=gt, meta=meta)
+    assert boxes[names[0]]["boxes_xyxy"] == val_boxes[names[0]]["boxes_xyxy"]
+    # a boxes file that disagrees is refused (a devkit / boxes mismatch would silently corrupt "correct")
+    wrong = {n: {**val_boxes[n]} for n in names}
+    wrong[names[1]]["label"] = (wrong[names[1]]["label"] + 1) % 1000
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(InvalidParameterError, match="same devkit"):
+        load_boxes(VAL100, names, tmp_path / "wrong.json", gt, meta)
+    with pytest.raises(InvalidParameterError, match="meta.mat"):
+        E.imagenet_val_labels(names, gt, tmp_path / "nope.mat")
+    with pytest.raises(InvalidParameterError, match="not named like"):
+        E.imagenet_val_labels(["cat.png"], gt, meta)
+
+
+def test_list_file_input(tmp_path):
+    files = val_images(3)
+    lst = tmp_path / "list.txt"
+    rel = os.path.relpath(files[2], tmp_path)
+    lst.write_text(f"# three images\n{rel}\n\n{files[0]}\n{files[1]}\n")
+    assert E.list_images(lst) == [tmp_path / rel, files[0], files[1]]  # list order, relative to the list
+    assert len(E.list_images(lst, limit=2)) == 2
+    lst.write_text(f"{files[0]}\n{files[0]}\n")
+    with pytest.raises(InvalidParameterError, match="two images named"):
+        E.list_images(lst)
+    lst.write_text(f"{files[0]}\nmissing.jpg\n")
+    with pytest.raises(InvalidParameterError, match="do not exist"):
+        E.list_images(lst)
+    with pytest.raises(InvalidParameterError, match="neither a folder nor a list"):
+        E.list_images(tmp_path / "nothing")
+
+
+def test_an_item_that_raises_is_recorded_and_the_run_goes_on(deit_tiny, val_boxes, monkeypatch):
+    import explainers.api
+
+    path = val_images(1)[0]
+    entry = val_boxes[path.name]
+    methods = ["attention_rollout", "chefer_rollout", "random"]
+    good = E.evaluate_item(deit_tiny, path.name, path.read_bytes(), "", methods, entry, steps=2)
+    real = explainers.api.explain
+
+    def flaky(model, x, method, **kw):
+        if method == "chefer_rollout":
+            raise RuntimeError("boom")
+        return real(model, x, method, **kw)
+
+    monkeypatch.setattr(explainers.api, "explain", flaky)
+    rows = E.evaluate_item(deit_tiny, path.name, path.read_bytes(), "", methods, entry, steps=2)
+    assert [r["method"] for r in rows] == methods
+    assert rows[1]["error"] == "RuntimeError: boom" and math.isnan(rows[1]["insertion_auc"])
+    for i in (0, 2):  # the other methods are unaffected
+        assert not rows[i]["error"] and rows[i]["insertion_auc"] == good[i]["insertion_auc"]
+    # an image that does not decode, or could not be read: one error row per method
+    bad = E.evaluate_item(deit_tiny, "broken.jpg", b"not an image", "", methods, None, steps=2)
+    assert [r["method"] for r in bad] == methods
+    assert all(r["error"].startswith("ImageError") and "broken.jpg" in r["error"] for r in bad)
+    lost = E.evaluate_item(deit_tiny, "gone.jpg", None, "ImageError: cannot read gone.jpg", ["random"], None)
+    assert lost[0]["error"] == "ImageError: cannot read gone.jpg"
+
+
+def test_serial_run_does_not_import_ray(tmp_path):
+    code = ("import sys\nfrom explainers.cli import main\n"
+            f"assert main(['evaluate', '--images', {str(VAL100)!r}, '--model', 'deit_tiny_patch16_224', "
+            f"'--weights', {str(WEIGHTS)!r}, '--device', 'cpu', '--methods', 'random', '--limit', '1', "
+            f"'--steps', '2', '--quiet', '--out', {str(tmp_path)!r}]) == 0\n"
+            "print('RAY' if 'ray' in sys.modules else 'NO-RAY')\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("NO-RAY")
+    assert len(_read(tmp_path / "results.csv")) == 1
+
+
+def test_ray_flags_need_ray(tmp_path, capsys):
+    from explainers.cli import main
+
+    code = main(["evaluate", "--images", str(VAL100), "--model", "deit_tiny_patch16_224", "--workers", "2",
+                 "--methods", "random", "--out", str(tmp_path)])
+    assert code == 2 and "--workers only apply with --ray" in capsys.readouterr().err
+    assert main(["evaluate", "--images", str(VAL100), "--model", "m", "--methods", "nope", "--ray", "local:2",
+                 "--out", str(tmp_path)]) == 2  # refused before a cluster starts
+    assert "unknown method" in capsys.readouterr().err
+
+
+def test_resume_after_a_row_cut_by_an_interruption(tmp_path, deit_tiny):
+    out = tmp_path / "r"
+    E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=2, steps=2, show_progress=False)
+    text = (out / "results.csv").read_text()
+    (out / "results.csv").write_text(text[:-30])  # the last row cut mid-line, no newline
+    info = E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=2, steps=2, show_progress=False)
+    assert info["computed"] == 1 and info["rows"] == 2  # only the cut pair again
+    rows = [r for r in _read(out / "results.csv") if r["error"] is not None]  # complete rows
+    assert sorted(r["image"] for r in rows) == [p.name for p in val_images(2)]
+    assert (out / "results.csv").read_text().splitlines()[1] == text.splitlines()[1]  # the whole row kept

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from .errors import InvalidParameterError
 from .images import load_image
+from .inputs import check_input_tensor
 from .registry import METHODS, Capture, check_target
 
 __all__ = ["Explanation", "explain", "capture", "render", "to_input", "upsample"]
@@ -47,6 +48,7 @@ class Explanation:
 def to_input(model, image) -> tuple[torch.Tensor, bool]:
     """PIL image / path / bytes / (3,H,W) or (B,3,H,W) tensor -> (model input batch, was_batch)."""
     if isinstance(image, torch.Tensor):
+        image = check_input_tensor(image)  # NaN/Inf, integer dtypes, empty or oversized batches: refused
         if image.dim() == 3:
             return model.check_input(image.unsqueeze(0)), False
         x = model.check_input(image)

@@ -16,6 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIT_EXPLAIN_SHARED", ROOT.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "deit_tiny_patch16_224"
+VIT_WEIGHTS = SHARED / "weights" / "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
 SAMPLES = ROOT / "assets" / "samples"
 VAL100 = SHARED / "images" / "imagenet-val100"
 
@@ -33,6 +34,14 @@ def deit_tiny():
     import explainers
 
     return explainers.load_model("deit_tiny_patch16_224", weights=_require(WEIGHTS), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def vit_tiny():
+    """ViT-Tiny AugReg: a second real classifier, normalised with mean = std = 0.5."""
+    import explainers
+
+    return explainers.load_model("vit_tiny_patch16_224", weights=_require(VIT_WEIGHTS), device="cpu")
 
 
 @pytest.fixture(scope="session")

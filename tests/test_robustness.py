@@ -432,7 +432,7 @@ def test_pth_weights_are_never_unpickled_as_code(tmp_path, deit_tiny):
 
 
 def test_non_vit_architecture_is_unsupported():
-    with pytest.raises(explainers.UnsupportedModelError, match="not a plain Vision Transformer"):
+    with pytest.raises(explainers.UnsupportedModelError, match="not a Vision Transformer with global attention"):
         explainers.load_model("resnet18", weights="random", device="cpu")
 
 

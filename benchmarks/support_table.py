@@ -19,10 +19,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from model_zoo import DESCRIPTIONS, FAMILIES, build, fast_params  # noqa: E402
+
 import explainers  # noqa: E402
 from explainers.errors import ExplainerError  # noqa: E402
 from explainers.targets import Similarity  # noqa: E402
-from model_zoo import DESCRIPTIONS, FAMILIES, build, fast_params  # noqa: E402
 
 MARK = "<!-- SUPPORT-TABLE -->"
 

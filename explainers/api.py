@@ -125,7 +125,8 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
         top5 = []
         if probs is not None:
             top = torch.topk(probs[b], k=min(5, probs.shape[1]))
-            top5 = [(int(i), labels[int(i)] if labels else str(int(i)), float(v)) for v, i in zip(top.values, top.indices)]
+            top5 = [(int(i), labels[int(i)] if labels else str(int(i)), float(v))
+                    for v, i in zip(top.values, top.indices)]
         if bound is not None:
             label = bound.labels[b]
         else:

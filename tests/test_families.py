@@ -14,6 +14,7 @@ import explainers
 from explainers.errors import ExplainerError, InvalidParameterError, UnsupportedModelError
 from explainers.targets import ClassProbability, Contrast, Similarity
 
+
 @pytest.fixture
 def no_network(monkeypatch):
     import socket
@@ -238,3 +239,31 @@ def test_readme_support_table_has_every_family():
         row = next((line for line in block.splitlines() if line.startswith(f"| {DESCRIPTIONS[name]} |")), None)
         assert row is not None, name
         assert f"| {pooling} |" in row, (name, row)
+
+
+def test_parameter_limit_refuses_before_building(monkeypatch):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(explainers.ModelLoadError, match="1845 M parameters, above this server's limit of 400 M"):
+        explainers.load_model("vit_gigantic_patch14_clip_224", weights="random", max_params="400M")
+    monkeypatch.setenv("VIT_EXPLAIN_MAX_PARAMS", "5M")
+    with pytest.raises(explainers.ModelLoadError, match="6 M parameters, above this server's limit of 5 M"):
+        explainers.load_model("deit_tiny_patch16_224", weights="random")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, grown_mb  # the 7 GB model was counted on the meta device, never allocated
+
+
+def test_unreachable_hub_fails_fast(monkeypatch):
+    import time
+
+    from explainers.models import guards
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(guards, "_HUB_STATE", {})
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # a name that never resolves
+    monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "https://hub.invalid")
+    t0 = time.perf_counter()
+    with pytest.raises(explainers.WeightsUnavailableError, match="not reachable"):
+        explainers.load_model("someone/some-vit")
+    assert time.perf_counter() - t0 < 10

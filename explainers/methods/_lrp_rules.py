@@ -189,7 +189,7 @@ def _relprop_block(bp, act: dict, R: torch.Tensor, result: LRPResult, index: int
     """Relevance at a block's output -> relevance at its input; stores R^{A} of the block."""
     # MLP branch: x_out = x_mid + ls2(fc2(act(fc1(norm2(x_mid)))))
     r_mid_res, r_mlp = lrp_add(act["x_mid"], act["branch2"], R)
-    r_mid = r_mid_res + _mlp_relprop(bp.mlp, act, act["h2"], r_mlp)  # LayerScale, norms: identity  # the clone feeding residual and branch
+    r_mid = r_mid_res + _mlp_relprop(bp.mlp, act, act["h2"], r_mlp)  # the clone feeding both
     # attention branch: x_mid = x + ls1(proj(A v))
     r_in_res, r_attn = lrp_add(act["x"], act["branch1"], r_mid)
     r_o = lrp_linear(act["o"], bp.proj.weight, r_attn)

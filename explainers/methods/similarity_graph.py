@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..registry import Maps, Method, Param, register
+from ..registry import Capture, Maps, Method, Param, register
 from ..targets import bind
 from ._common import new_capture, pooling_query
 from ._perturb import BATCH_SIZE, auto_batch_size, score_batches

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..registry import Maps, Method, Param, register
+from ..registry import Capture, Maps, Method, Param, register
 from ..targets import bind
 from ._common import new_capture
 from ._perturb import BATCH_SIZE, auto_batch_size, score_batches

@@ -6,6 +6,7 @@ from ..errors import UnsupportedModelError
 from .core import ViTModel, resolve_device
 from .hf_clip import HFClip
 from .hf_vit import HFBeit, HFViT
+from .open_clip_vit import OpenClipViT
 from .timm_eva import TimmEva
 from .timm_relbias import TimmBeit, TimmRelPos
 from .timm_vit import TimmViT
@@ -13,7 +14,7 @@ from .torchvision_vit import TorchvisionViT
 
 __all__ = ["ADAPTERS", "adapter_for", "wrap"]
 
-ADAPTERS = [TimmViT, TimmEva, TimmBeit, TimmRelPos, HFViT, HFBeit, HFClip, TorchvisionViT]
+ADAPTERS = [TimmViT, TimmEva, TimmBeit, TimmRelPos, HFViT, HFBeit, HFClip, TorchvisionViT, OpenClipViT]
 
 
 def adapter_for(module):

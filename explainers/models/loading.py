@@ -11,11 +11,13 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelLoadError, UnsupportedModelError, WeightsUnavailableError
+from ..errors import ModelLoadError, UnsupportedModelError
 from .adapters import wrap
 from .core import ViTModel, resolve_device
+from .guards import cached, check_size, hub_error, hub_reachable, max_params_limit, need_hub
 
-__all__ = ["load_model", "model_summary", "TIMM_FAMILIES", "HF_TYPES", "TORCHVISION_NAMES"]
+__all__ = ["load_model", "model_summary", "hub_reachable", "max_params_limit", "TIMM_FAMILIES", "HF_TYPES",
+           "TORCHVISION_NAMES"]
 
 TIMM_FAMILIES = {"vision_transformer": "ViT", "deit": "DeiT", "eva": "EVA / RoPE ViT", "beit": "BEiT",
                  "vision_transformer_relpos": "relative-position ViT"}
@@ -29,14 +31,6 @@ HF_TYPES = {"vit", "deit", "dinov2", "dinov2_with_registers", "ijepa", "beit", "
             "clip_vision_model", "siglip", "siglip_vision_model"}
 TORCHVISION_NAMES = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14"}
 MAX_NAME = 200
-
-
-def _hub_error(name: str, e: Exception) -> WeightsUnavailableError:
-    return WeightsUnavailableError(
-        f"could not download the weights of {name!r} from the hub ({type(e).__name__}: {str(e)[:200]}). "
-        "If this machine is offline, pass weights=<path to a .safetensors/.pth file or a Hugging Face model "
-        "folder> (command line: --weights PATH; app: set VIT_EXPLAIN_WEIGHTS), or weights='random' for an untrained "
-        "model.")
 
 
 def _find_weights_file(p: Path, backend: str) -> Path:
@@ -94,7 +88,7 @@ def _timm_family(name: str) -> str:
     return mod
 
 
-def _load_timm(name, weights, device, num_classes, img_size, pretrained):
+def _load_timm(name, weights, device, num_classes, img_size, pretrained, limit=None):
     import timm
 
     kwargs = {}
@@ -110,6 +104,15 @@ def _load_timm(name, weights, device, num_classes, img_size, pretrained):
             head_w = state.get("head.weight")
             kwargs["num_classes"] = head_w.shape[0] if head_w is not None else 0
         pretrained = False
+    def meta_build():
+        try:
+            return timm.create_model(name, pretrained=False, dynamic_img_size=True, **kwargs)
+        except TypeError:
+            return timm.create_model(name, pretrained=False, **kwargs)
+
+    check_size(name, meta_build, limit)
+    if pretrained:
+        need_hub(name)
     model = None
     for dyn in (True, False):  # BEiT and relpos models take no dynamic_img_size
         try:
@@ -122,9 +125,9 @@ def _load_timm(name, weights, device, num_classes, img_size, pretrained):
         except RuntimeError as e:
             if "Unknown model" in str(e):
                 raise ModelLoadError(f"unknown timm model {name!r}") from None
-            raise _hub_error(name, e) from None
+            raise hub_error(name, e) from None
         except Exception as e:  # hub download failures: OSError, HTTP errors, LocalEntryNotFoundError, ...
-            raise _hub_error(name, e) from None
+            raise hub_error(name, e) from None
     if state is not None:
         try:
             model.load_state_dict(state, strict=True)
@@ -136,10 +139,7 @@ def _load_timm(name, weights, device, num_classes, img_size, pretrained):
     return wrap(model, name, device, weights_path=weights_path)
 
 
-def _load_hf(name, weights, device, num_classes, pretrained):
-    import transformers
-    from transformers import AutoConfig, AutoImageProcessor
-
+def _load_hf(name, weights, device, num_classes, pretrained, limit=None):
     source, weights_path = name, None
     if weights is not None:
         wp = Path(weights)
@@ -151,12 +151,17 @@ def _load_hf(name, weights, device, num_classes, pretrained):
                 "model.safetensors); for a Hugging Face model pass such a folder")
         source, weights_path = str(wp), wp
     local = weights is not None
+    if not local and not cached(name):
+        need_hub(name)
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor
+
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local, trust_remote_code=False)
     except Exception as e:
         if local:
             raise ModelLoadError(f"could not read config.json in {Path(source).name!r}: {str(e)[:200]}") from None
-        raise _hub_error(name, e) from None
+        raise hub_error(name, e) from None
     mtype = getattr(config, "model_type", "")
     if mtype not in HF_TYPES:
         raise UnsupportedModelError(
@@ -167,6 +172,7 @@ def _load_hf(name, weights, device, num_classes, pretrained):
     if cls is None or num_classes:
         cls = transformers.AutoModelForImageClassification if (num_classes or getattr(config, "id2label", None)) \
             and mtype not in ("clip", "siglip", "clip_vision_model", "siglip_vision_model") else transformers.AutoModel
+    check_size(name, lambda: cls.from_config(config), limit)
     kw = {"attn_implementation": "eager", "trust_remote_code": False}
     if num_classes:
         kw.update(num_labels=int(num_classes), ignore_mismatched_sizes=True)
@@ -180,7 +186,7 @@ def _load_hf(name, weights, device, num_classes, pretrained):
             raise ModelLoadError(
                 f"could not load the Hugging Face model in {Path(source).name!r} ({type(e).__name__}: "
                 f"{str(e)[:200]}); its weights file may be truncated, pickled or of another model") from None
-        raise _hub_error(name, e) from None
+        raise hub_error(name, e) from None
     try:
         proc = AutoImageProcessor.from_pretrained(source, local_files_only=local, trust_remote_code=False)
     except Exception:
@@ -188,7 +194,7 @@ def _load_hf(name, weights, device, num_classes, pretrained):
     return wrap(model, name, device, proc=proc, weights_path=weights_path)
 
 
-def _load_torchvision(name, weights, device, num_classes, pretrained):
+def _load_torchvision(name, weights, device, num_classes, pretrained, limit=None):
     import torchvision
 
     base = name.removeprefix("torchvision:")
@@ -200,10 +206,13 @@ def _load_torchvision(name, weights, device, num_classes, pretrained):
         head = state.get("heads.head.weight")
         if head is not None and not num_classes:
             kw["num_classes"] = head.shape[0]
+    check_size(name, lambda: getattr(torchvision.models, base)(weights=None, **kw), limit)
+    if pretrained and state is None:
+        need_hub(name)
     try:
         model = getattr(torchvision.models, base)(weights="DEFAULT" if (pretrained and state is None) else None, **kw)
     except Exception as e:
-        raise _hub_error(name, e) from None
+        raise hub_error(name, e) from None
     if state is not None:
         try:
             model.load_state_dict(state, strict=True)
@@ -226,7 +235,7 @@ def _kind_of(name: str) -> str:
 
 def load_model(name: str, weights: str | os.PathLike | None = None, device: str = "auto", *,
                num_classes: int | None = None, img_size: int | tuple[int, int] | None = None,
-               verify: bool = True) -> ViTModel:
+               verify: bool = True, max_params: int | str | None = None) -> ViTModel:
     """Load a Vision Transformer from timm, Hugging Face or torchvision and wrap it for the explainers.
 
     name: a timm name (``deit_tiny_patch16_224``, ``eva02_small_patch14_224.mim_in22k``, ...), a Hugging Face id
@@ -238,8 +247,11 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
     num_classes: a new classifier of that size (0 = no classifier: a backbone, explained with a similarity target).
     img_size: build the model for another input size (timm models; the position embedding is resampled).
     device: "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    max_params: refuse architectures with more parameters (default: ``VIT_EXPLAIN_MAX_PARAMS``, else no limit),
+        counted on the meta device before anything is allocated or downloaded.
     """
     dev = resolve_device(device)
+    limit = max_params_limit(max_params)
     if not isinstance(name, str) or not name.strip():
         raise ModelLoadError("model name must be a non-empty string")
     name = name.strip()
@@ -255,15 +267,19 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
         raise ModelLoadError(f"weights path {Path(weights).name!r} does not exist")
     kind = _kind_of(name)
     with torch.no_grad():
-        if kind == "hf":
+        if name.startswith(("open_clip:", "hf-hub:")):  # open_clip models (explainers.models.open_clip_vit)
+            from .open_clip_vit import load_open_clip
+
+            model = load_open_clip(name, "random" if not pretrained else weights, dev)
+        elif kind == "hf":
             if weights is None and Path(name).is_dir():
                 weights = name
-            model = _load_hf(name, weights, dev, num_classes, pretrained)
+            model = _load_hf(name, weights, dev, num_classes, pretrained, limit)
         elif kind == "torchvision":
-            model = _load_torchvision(name, weights, dev, num_classes, pretrained)
+            model = _load_torchvision(name, weights, dev, num_classes, pretrained, limit)
         else:
             _timm_family(name)
-            model = _load_timm(name, weights, dev, num_classes, img_size, pretrained)
+            model = _load_timm(name, weights, dev, num_classes, img_size, pretrained, limit)
     if verify:
         model.verify()
     return model

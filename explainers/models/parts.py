@@ -87,7 +87,8 @@ class QKV:
         w = torch.cat([self.q.weight, self.k.weight, self.v.weight], 0)
         bs = [m.bias for m in (self.q, self.k, self.v)]
         b = None if all(b is None for b in bs) else torch.cat(
-            [b if b is not None else m.weight.new_zeros(m.weight.shape[0]) for b, m in zip(bs, (self.q, self.k, self.v))])
+            [b if b is not None else m.weight.new_zeros(m.weight.shape[0])
+             for b, m in zip(bs, (self.q, self.k, self.v))])
         return w, b
 
 

@@ -49,7 +49,8 @@ class TimmEva(Adapter):
                 num_heads=attn.num_heads, head_dim=attn.head_dim, scale=float(attn.scale),
                 ls1=timm_scale(blk, "gamma_1"), ls2=timm_scale(blk, "gamma_2"),
                 q_norm=real_or_none(attn.q_norm), k_norm=real_or_none(attn.k_norm),
-                rope=int(getattr(attn, "num_prefix_tokens", module.num_prefix_tokens)) if module.rope is not None else -1,
+                rope=int(getattr(attn, "num_prefix_tokens", module.num_prefix_tokens))
+                if module.rope is not None else -1,
                 rope_half=bool(getattr(attn, "rotate_half", False)), attn_norm=real_or_none(attn.norm)))
         return blocks, self.pooling(module), module.num_prefix_tokens, module.patch_embed.patch_size
 

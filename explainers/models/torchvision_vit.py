@@ -37,7 +37,8 @@ class TorchvisionViT(Adapter):
                                      head_dim=D // H, scale=(D // H) ** -0.5))
         heads = list(model.heads.children())
         if len(heads) != 1:
-            raise UnsupportedModelError("torchvision ViT with a pre-logits layer (representation_size) is not supported")
+            raise UnsupportedModelError(
+                "torchvision ViT with a pre-logits layer (representation_size) is not supported")
         pool = Pooling("token", norm=model.encoder.ln, head=heads[0])
         return blocks, pool, 1, (model.patch_size, model.patch_size)
 

@@ -3,22 +3,37 @@
 The entry point draws the shared sidebar (model, device, image, target class) on every rerun and routes to
 the pages with ``st.navigation``. The page scripts live in ``app_pages/``, not ``pages/``: Streamlit treats
 a ``pages/`` folder as a legacy (v1) multipage app and can then run a page script without this entry point.
-Offline: set ``VIT_EXPLAIN_WEIGHTS`` to local weights of the default model.
+On a cold server the main area shows the title and the loading progress at once (PyTorch and the model load
+for several seconds), before the heavy imports. Offline: set ``VIT_EXPLAIN_WEIGHTS`` to local weights of the
+default model.
 """
+
+import sys
 
 import streamlit as st
 
-from studio import settings, state
-
 st.set_page_config(page_title="ViT Explain Studio", page_icon=":material/visibility:", layout="wide")
+
+boot = st.empty()  # the loading progress while PyTorch and the model load; emptied by the sidebar
+if "studio.state" not in sys.modules:  # the first run in this process: the imports below take seconds
+    with boot.container():
+        st.title("ViT Explain Studio")
+        st.progress(0.1, text="Starting the server: loading PyTorch and the explainers…")
+
+from studio import settings, state  # noqa: E402  (heavy: torch, timm, transformers)
 
 explainer_pages = [st.Page(f"app_pages/{spec.key}.py", title=spec.title, icon=spec.icon)
                    for spec in settings.EXPLAINER_PAGES if spec.available()]
+analysis = [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+            st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:")]
+if (settings.ROOT / "app_pages" / "sanity.py").exists():
+    analysis.append(st.Page("app_pages/sanity.py", title="Sanity checks", icon=":material/rule:"))
 navigation = st.navigation({
     "Start": [st.Page("app_pages/home.py", title="Overview", icon=":material/home:", default=True)],
     "Explainers": explainer_pages,
-    "Analysis": [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
-                 st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:")],
+    "Analysis": analysis,
 })
-state.sidebar()
+# The landing page has its own class buttons, and Evaluate explains each image's predicted class: the
+# sidebar's target would do nothing there.
+state.sidebar(boot, show_target=navigation.title not in ("Overview", "Evaluate"))
 navigation.run()

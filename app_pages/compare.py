@@ -1,5 +1,5 @@
 """All methods on the current image, side by side."""
 
-from studio.views import compare_page
+from studio.compare import compare_page
 
 compare_page()

@@ -1,5 +1,5 @@
-"""Landing page: a result on a bundled photo with no clicks."""
+"""Landing page: the two-class story on a bundled photo with no clicks."""
 
-from studio.views import home_page
+from studio.landing import home_page
 
 home_page()

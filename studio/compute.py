@@ -2,96 +2,39 @@
 
 A *capture* (``explainers.capture``: the forward/backward/masked passes of a method) is stored per
 (model, image, method, target, non-cheap parameters) in a memory-bounded LRU shared by all sessions
-(``st.cache_resource``). Moving a cheap slider only calls ``explainers.render`` on the stored capture: no
-model pass. Curves are cached per (capture, cheap parameters, curve settings).
+(:mod:`studio.cache`, one budget for every cache). Moving a cheap slider only calls ``explainers.render`` on
+the stored capture: no model pass. Curves are cached per (capture, cheap parameters, curve settings).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
-import torch
 
 import explainers
 from explainers import metrics
 
-from . import settings
+from . import cache
+from .cache import LRU
 from .state import Context
 
 
-def _nbytes(obj) -> int:
-    if isinstance(obj, torch.Tensor):
-        return obj.element_size() * obj.nelement()
-    if isinstance(obj, np.ndarray):
-        return int(obj.nbytes)
-    if isinstance(obj, dict):
-        return sum(_nbytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(_nbytes(v) for v in obj)
-    if hasattr(obj, "__dict__"):
-        return sum(_nbytes(v) for v in vars(obj).values())
-    return 64
-
-
-class LRU:
-    """A thread-safe least-recently-used map bounded by the bytes of its values."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = int(max_bytes)
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self.bytes = 0
-        self.hits = self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key][0]
-            self.misses += 1
-            return None
-
-    def __contains__(self, key) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def put(self, key, value) -> None:
-        size = _nbytes(value)
-        with self._lock:
-            if key in self._items:
-                self.bytes -= self._items.pop(key)[1]
-            self._items[key] = (value, size)
-            self.bytes += size
-            while self.bytes > self.max_bytes and len(self._items) > 1:
-                _, (_, s) = self._items.popitem(last=False)
-                self.bytes -= s
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-@st.cache_resource(show_spinner=False)
 def captures() -> LRU:
-    """The captures of all sessions (bounded by VIT_EXPLAIN_CACHE_MB; curves share the budget's tenth)."""
-    return LRU(settings.cache_bytes())
+    """The captures of all sessions (their share of VIT_EXPLAIN_CACHE_MB, see :mod:`studio.cache`)."""
+    return cache.store("captures")
 
 
-@st.cache_resource(show_spinner=False)
 def explanation_store() -> LRU:
     """Rendered explanations per (capture, cheap parameters): moving a slider back costs nothing."""
-    return LRU(max(16 * 2**20, settings.cache_bytes() // 10))
+    return cache.store("renders")
 
 
-@st.cache_resource(show_spinner=False)
 def curve_store() -> LRU:
-    return LRU(max(16 * 2**20, settings.cache_bytes() // 10))
+    return cache.store("curves")
 
 
 def freeze(params: dict) -> tuple:
@@ -154,6 +97,24 @@ def curves(ctx: Context, method: str, params: dict, exp: explainers.Explanation,
     if c is None:
         c = metrics.insertion_deletion(ctx.model, ctx.x(), exp.heatmap, exp.target, preset=cs.preset,
                                        steps=cs.steps)
+        store.put(key, c)
+    return c
+
+
+REFERENCE_MAPS = ("random", "gaussian")
+
+
+def reference_curves(ctx: Context, kind: str, cs: CurveSettings) -> metrics.Curves:
+    """The curves of a reference map for the context's image and class: ``random`` (uniform noise seeded from
+    the image) or ``gaussian`` (a centred Gaussian). Every score has a floor beside it."""
+    key = ("reference", ctx.model_key, ctx.image_hash, int(ctx.target), kind, cs)
+    store = curve_store()
+    c = store.get(key)
+    if c is None:
+        grid = ctx.model.grid()
+        sal = metrics.random_map(grid, metrics.seed_for(ctx.image_hash)) if kind == "random" else \
+            metrics.gaussian_map(grid)
+        c = metrics.insertion_deletion(ctx.model, ctx.x(), sal, int(ctx.target), preset=cs.preset, steps=cs.steps)
         store.put(key, c)
     return c
 

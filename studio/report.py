@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import platform
+import re
 import time
 from importlib import metadata
 
@@ -31,6 +33,26 @@ def npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+_ABS_PATH = re.compile(r"^(/|~|[A-Za-z]:[\\/]|\\\\)")
+
+
+def public(value):
+    """``value`` with every absolute path replaced by its last part and a hash of the whole path (the report
+    says which local model or file was used without telling where the server keeps it)."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [public(v) for v in value]
+    if isinstance(value, str) and _ABS_PATH.match(value):
+        name = re.split(r"[\\/]", value.rstrip("/\\"))[-1] or "local"
+        return f"{name} (local, id {hashlib.sha256(value.encode()).hexdigest()[:12]})"
+    if isinstance(value, str):  # a message quoting a server folder: the folder is left out
+        from .settings import scrub_paths
+
+        return scrub_paths(value)
+    return value
+
+
 @functools.cache
 def versions() -> dict:
     out = {"explainers": explainers.__version__, "python": platform.python_version()}
@@ -50,7 +72,7 @@ def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict |
     if curves is not None:
         metrics = {"insertion_auc": curves.insertion_auc, "deletion_auc": curves.deletion_auc,
                    "curves": curves.to_dict(), **(curve_settings or {})}
-    return {
+    return public({
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model_summary(ctx.model),
         "image": {"name": ctx.image_name, "sha256_prefix": ctx.image_hash, "size": list(ctx.image.size)},
@@ -63,7 +85,7 @@ def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict |
         "metrics": metrics,
         "display": display or {},
         "versions": versions(),
-    }
+    })
 
 
 def downloads(ctx, exp, overlay: Image.Image, cmap: str, curves=None, curve_settings=None, display=None) -> dict:

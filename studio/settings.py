@@ -19,19 +19,34 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "assets" / "samples"
 ATTRIBUTION = SAMPLES / "ATTRIBUTION.md"
-DEFAULT_SAMPLE = "chelsea.png"
+DEFAULT_SAMPLE = "both.png"  # the landing story: a dog and a cat, two classes
 
 
 def resolve_path(path: str) -> Path:
     """A user or operator path: ~ expanded, relative paths taken from the repository root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else (ROOT / p)
+
+
+def server_folders() -> list[str]:
+    """Folders of this server that messages shown to users must not reveal (longest first)."""
+    folders = {str(ROOT), str(ROOT.parent), str(Path.home()), sys.prefix, sys.base_prefix}
+    folders.update(str(r) for r in allowed_roots())
+    return sorted((f for f in folders if len(f) > 1), key=len, reverse=True)
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with this server's folders replaced by "…" (error details shown in the app)."""
+    for prefix in server_folders():
+        text = text.replace(prefix, "…")
+    return text
 
 
 def default_model() -> str:
@@ -118,7 +133,8 @@ class PageSpec:
 
 
 EXPLAINER_PAGES = (
-    PageSpec("attention", "Attention rollout", ":material/account_tree:", ("attention_rollout", "gradient_rollout"),
+    PageSpec("attention", "Attention rollout", ":material/account_tree:",
+             ("attention_rollout", "gradient_rollout", "legrad"),
              intro="Roll the attention matrices of all layers into one map; the gradient variant weights them "
                    "by their gradient for the target class."),
     PageSpec("chefer", "Transformer attribution (LRP)", ":material/bolt:",
@@ -137,6 +153,14 @@ EXPLAINER_PAGES = (
     PageSpec("gradmask", "GradMask", ":material/grid_view:", ("gradmask", "grad_mask"),
              intro="Binary masks from the gradients of the query, key and value projections, scored in one "
                    "batched forward."),
+    PageSpec("gradients", "Gradients and CAM", ":material/gradient:",
+             ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "gradcam_pp", "layercam", "eigencam",
+              "scorecam"), families=("gradient", "cam"),
+             intro="Input gradients (saliency, integrated gradients, SmoothGrad) and class activation maps on the "
+                   "last block's patch tokens."),
+    PageSpec("masks", "RISE, TIS, occlusion", ":material/blur_on:", ("rise", "tis", "occlusion"),
+             intro="Black-box methods: the prediction's change under random masks (RISE), token subsets (TIS) "
+                   "or a sliding occluder."),
 )
 
 

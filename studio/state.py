@@ -1,8 +1,8 @@
-"""The shared sidebar (model, device, image, target class) and the cached loading behind it.
+"""The shared sidebar (model, device, image, target class).
 
 ``sidebar()`` runs on every rerun from ``app.py`` (before the page), so its widgets, and with them the
 user's choices, live in the session state across page switches. It returns a :class:`Context` that pages
-read with :func:`context`.
+read with :func:`context`. The cached loading behind it is in :mod:`studio.loading`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from PIL import Image
 import explainers
 from explainers.models import resolve_device
 
-from . import settings
+from . import loading, settings
+from .loading import LoadFailure, decode, model_input_image, predict, read_sample, thumbnail  # noqa: F401
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _TIMM_NAME = re.compile(r"^(timm/)?[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")
@@ -55,18 +56,42 @@ class Context:
         return model_input_image(self.model_key, self.image_hash, self.model, self.image)
 
 
-# -- models ------------------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the model (once for all sessions)…", max_entries=4)
-def load_model(name: str, weights: str | None, device: str) -> explainers.ViTModel:
-    """One model per (name, weights, device), shared by every session. The explainers never attach hooks
-    or change the model, so sessions can use it at the same time; code that must change it takes
-    ``model.lock``."""
-    return explainers.load_model(name, weights=weights, device=device)
+# -- typed models --------------------------------------------------------------------------------------
+MAX_CHECKED_FILES = 2000  # a model folder holds a handful of files; more is refused, not walked
+
+
+def _inside(p: Path, roots: list[Path]) -> bool:
+    return any(p == root or root in p.parents for root in roots)
 
 
 def _under_allowed(path: Path) -> bool:
+    """Whether ``path`` and every file that loading it could read lie under an allowed folder once links are
+    resolved: a folder under the allowed root that holds a symlink to a file (or folder) outside it is refused
+    (issue 16). Folders are walked, following links, with each target resolved and checked."""
+    roots = settings.allowed_roots()
     p = settings.resolve_path(str(path)).resolve()
-    return any(p == root or root in p.parents for root in settings.allowed_roots())
+    if not _inside(p, roots):
+        return False
+    if not p.is_dir():
+        return True
+    seen, stack, count = {p}, [p], 0
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            return False
+        for entry in entries:
+            count += 1
+            if count > MAX_CHECKED_FILES:
+                return False
+            target = entry.resolve()
+            if not _inside(target, roots):
+                return False
+            if target.is_dir() and target not in seen:
+                seen.add(target)
+                stack.append(target)
+    return True
 
 
 def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str | None]:
@@ -81,8 +106,8 @@ def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str 
     if looks_like_path:
         if not _under_allowed(Path(name)):
             raise ChoiceError(
-                f"Local model folders must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS); "
-                f"{name!r} does not.")
+                f"Local model folders must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS), "
+                f"links included; {name!r} does not.")
         name = str(settings.resolve_path(name).resolve())
     elif not (_TIMM_NAME.match(name) or _HF_ID.match(name)):
         raise ChoiceError(f"{name!r} is neither a timm model name (e.g. deit_small_patch16_224) nor a Hugging "
@@ -90,47 +115,18 @@ def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str 
     if weights is not None:
         if not _under_allowed(Path(weights)):
             raise ChoiceError(
-                f"Local weights must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS); "
-                f"{weights!r} does not.")
+                f"Local weights must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS), "
+                f"links included; {weights!r} does not.")
         weights = str(settings.resolve_path(weights).resolve())
     return name, weights
 
 
-# -- images ------------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=64)
-def decode(data: bytes) -> tuple[Image.Image, str]:
-    """Uploaded bytes -> (upright RGB image, content hash). Raises explainers.ImageError for bad files."""
-    return explainers.load_image(data), hashlib.sha256(data).hexdigest()[:20]
-
-
-@st.cache_data(show_spinner=False)
-def read_sample(name: str) -> tuple[Image.Image, str]:
-    path = settings.SAMPLES / Path(name).name
-    return decode(path.read_bytes())
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def predict(model_key: tuple, image_hash: str, _model, _image) -> np.ndarray:
-    with torch.inference_mode():
-        logits = _model.forward(_model.preprocess(_image))
-    return logits.float().softmax(-1)[0].cpu().numpy()
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def model_input_image(model_key: tuple, image_hash: str, _model, _image) -> Image.Image:
-    x = _model.preprocess(_image)
-    arr = _model.to_pixels(x)[0].permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray((arr * 255).round().astype(np.uint8))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def thumbnail(image_hash: str, _image) -> Image.Image:
-    small = _image.copy()
-    small.thumbnail((320, 320))
-    return small
-
-
 # -- the sidebar -------------------------------------------------------------------------------------------
+MARKS = {"ready": "✓", "hub": "⤓", "offline": "✗"}
+MARK_HELP = ("✓ loads here · ⤓ downloads from the hub at first use · ✗ cannot load on this server (offline, no "
+             "local weights)")
+
+
 def _model_section() -> tuple[str, str | None, str] | None:
     st.subheader("Model")
     names = [m.name for m in settings.CURATED]
@@ -139,15 +135,22 @@ def _model_section() -> tuple[str, str | None, str] | None:
         names.insert(0, default)
     options = [*names, settings.OTHER_MODEL]
     info = {m.name: m for m in settings.CURATED}
+
+    def fmt(n: str) -> str:
+        if n == settings.OTHER_MODEL:
+            return n
+        mark = MARKS[loading.availability(n)]
+        return f"{mark} {info[n].label()}" if n in info else f"{mark} {n}"
+
     choice = st.selectbox(
-        "Model", options, key="model_choice", label_visibility="collapsed",
-        format_func=lambda n: info[n].label() if n in info else n,
-        help="A curated list of ViT classifiers with their size and expected CPU speed, or any other model.")
+        "Model", options, key="model_choice", label_visibility="collapsed", format_func=fmt,
+        help=f"A curated list of ViT classifiers with their size and expected CPU speed, or any other model. "
+             f"{MARK_HELP}.")
     weights = None
     if choice == settings.OTHER_MODEL:
-        typed = st.text_input("timm name, Hugging Face id, or local folder", key="model_typed",
+        typed = st.text_input("timm name, Hugging Face id, or local folder", key="model_typed", max_chars=300,
                               placeholder="e.g. deit_small_patch16_224 or facebook/deit-small-patch16-224")
-        typed_weights = st.text_input("Local weights (optional)", key="model_weights",
+        typed_weights = st.text_input("Local weights (optional)", key="model_weights", max_chars=1000,
                                       help="A .safetensors/.pth file or folder under an allowed folder "
                                            "(VIT_EXPLAIN_ALLOWED_PATHS).")
         if not typed.strip():
@@ -160,13 +163,26 @@ def _model_section() -> tuple[str, str | None, str] | None:
             return None
     else:
         name = choice
-        st.caption(info[name].note if name in info else "")
+        if loading.availability(name) == "offline":
+            st.caption("✗ Not available on this server: no local weights and the hub cannot be reached.")
+        else:
+            st.caption(info[name].note if name in info else "")
         if name == default:
             weights = settings.default_weights()
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     device = st.selectbox("Device", devices, key="device",
                           help="auto: the GPU when there is one, else the CPU.")
     return name, weights, str(resolve_device(device))
+
+
+def _failure_in_main(fail: LoadFailure, chosen: tuple) -> None:
+    """A failed load: a short message in the main area, the technical detail in an expander, a retry."""
+    st.error(f"The model could not be loaded: {fail.message}")
+    with st.expander("Details"):
+        st.code(fail.detail, language=None, wrap_lines=True)
+    if st.button("Try again", key="model.retry"):
+        loading.forget_failure(*chosen)
+        st.rerun()
 
 
 def _image_section() -> tuple[Image.Image, str, str] | None:
@@ -190,7 +206,13 @@ def _image_section() -> tuple[Image.Image, str, str] | None:
         if up is None:
             st.info("Upload a photo (PNG, JPEG, WebP, GIF, BMP, TIFF) or pick one from the gallery.")
             return None
+        # The session keeps its current upload decoded (a large photo may not fit the shared image cache
+        # under a small VIT_EXPLAIN_CACHE_MB; it is held by the session's context anyway).
+        last = st.session_state.get("studio.upload")
+        if last is not None and last[0] == up.file_id:
+            return last[1], last[2], up.name
         img, h = decode(up.getvalue())
+        st.session_state["studio.upload"] = (up.file_id, img, h)
         return img, h, up.name
     except explainers.ImageError as e:
         st.error(f"This image cannot be used: {e}")
@@ -220,17 +242,30 @@ def _target_section(model, probs: np.ndarray, ident: str) -> int:
     return int(pick) if pick is not None else top5[0]
 
 
-def sidebar() -> Context | None:
-    """Draw the shared sidebar; store and return the context (None when no model or image is usable)."""
+def sidebar(boot=None, show_target: bool = True) -> Context | None:
+    """Draw the shared sidebar; store and return the context (None when no model or image is usable).
+    ``boot``: an ``st.empty`` at the top of the main area that shows the loading progress while a model
+    loads for the first time (a cold server shows the page at once, not after the load)."""
     st.session_state["ctx"] = None
     with st.sidebar:
         chosen = _model_section()
-        model = None
-        if chosen is not None:
-            try:
-                model = load_model(*chosen)
-            except explainers.ExplainerError as e:
-                st.error(f"The model could not be loaded: {e}")
+    model = None
+    if chosen is not None:
+        if boot is not None and not loading.is_loaded(*chosen):
+            with boot.container():
+                st.progress(0.4, text=f"Loading the model {Path(chosen[0]).name} (once for all sessions)…")
+        model = loading.load_model(*chosen)
+        if isinstance(model, LoadFailure):
+            with boot.container() if boot is not None else st.container():
+                _failure_in_main(model, chosen)
+            with st.sidebar:
+                st.caption("✗ This model could not be loaded: see the message on the page.")
+            model = None
+        elif boot is not None:
+            boot.empty()
+    elif boot is not None:
+        boot.empty()
+    with st.sidebar:
         if model is not None:
             st.caption(f"{model.num_layers} layers · {model.num_heads} heads · {model.grid()[0]}×"
                        f"{model.grid()[1]} patches · {model.num_classes} classes · {model.device}")
@@ -241,7 +276,7 @@ def sidebar() -> Context | None:
         st.image(thumbnail(image_hash, image), width=160, caption=f"{image_name} · {image.size[0]}×{image.size[1]}")
         probs = predict(chosen, image_hash, model, image)
         ident = hashlib.sha1(repr((chosen, image_hash)).encode()).hexdigest()[:12]
-        target = _target_section(model, probs, ident)
+        target = _target_section(model, probs, ident) if show_target else int(np.argmax(probs))
     ctx = Context(model=model, model_key=chosen, image=image, image_hash=image_hash, image_name=image_name,
                   probs=probs, target=target, top5=[int(i) for i in np.argsort(-probs)[:5]])
     st.session_state["ctx"] = ctx

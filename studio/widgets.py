@@ -3,6 +3,8 @@ and help resolved for the loaded model, plus the display controls (colour map, o
 
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 import explainers
@@ -14,6 +16,20 @@ HEAVY_NOTE = "Changing it runs the model again."
 
 def pretty(name: str) -> str:
     return name.replace("_", " ").capitalize()
+
+
+def rst_to_markdown(doc: str) -> str:
+    """A docstring in reStructuredText as Markdown: ``code`` and :role:`name` become `code`, paragraphs kept."""
+    doc = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", doc)
+    doc = re.sub(r"``([^`]+)``", r"`\1`", doc)
+    out = []
+    for block in re.split(r"\n\s*\n", doc):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        if any(line.startswith(("* ", "- ", "1. ")) for line in lines):
+            out.append("\n".join(lines))  # a list: one item per line
+        elif lines:
+            out.append(" ".join(lines))
+    return "\n\n".join(out)
 
 
 def _clamp_state(key: str, lo, hi, kind: str) -> None:
@@ -35,7 +51,7 @@ def _clamp_state(key: str, lo, hi, kind: str) -> None:
 
 def param_widget(method: str, d: dict, key: str):
     """One widget for a parameter description ``Param.describe(model)``; returns its value."""
-    label = pretty(d["name"])
+    label = pretty(d["name"]) + (" (0 = automatic)" if d["name"] == "batch_size" else "")
     help_ = f"{d['help']}  \n*{CHEAP_NOTE if d['cheap'] else HEAVY_NOTE}*"
     kind, lo, hi, default = d["type"], d["min"], d["max"], d["default"]
     if kind == "bool":

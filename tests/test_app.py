@@ -90,20 +90,44 @@ def open_page(page: str, **state) -> AppTest:
     return at
 
 
-def test_landing_shows_a_result_without_clicks(deit_tiny, cat_image):
+def test_landing_shows_the_two_class_story_without_clicks(deit_tiny, both_image):
+    """The landing page opens on both.png with a class-specific method: the bull mastiff's and the tiger cat's
+    maps side by side (those the library gives), and one click explains another class."""
+    import dataclasses
+
+    from studio import compute
+
     at = new_app()
     at.run()
     check_clean(at)
     ctx = at.session_state["ctx"]
-    probs = ctx.probs
-    with_lib = explainers.explain(deit_tiny, cat_image, "attention_rollout")
-    # the sidebar predicted with the real weights: the cat is a cat, the same top-1 as the library
-    assert int(np.argmax(probs)) == with_lib.target
-    assert "cat" in deit_tiny.labels[with_lib.target]
-    assert ctx.target == with_lib.target
-    assert len(at.main.image) >= 2  # overlay and colour bar
-    np.testing.assert_allclose(grid_values(at), with_lib.patch_map, rtol=1e-4, atol=1e-6)
-    assert any(f"{with_lib.target} · " in c.value for c in at.caption)
+    assert ctx.image_name == "both.png"
+    import torch
+
+    with torch.inference_mode():
+        probs = deit_tiny.forward(deit_tiny.preprocess(both_image)).float().softmax(-1)[0].numpy()
+    np.testing.assert_allclose(ctx.probs, probs, rtol=1e-4, atol=1e-6)  # the sidebar predicted with the weights
+    assert {243, 282} <= set(ctx.top5)
+    captions = [i.proto.imgs[0].caption for i in at.main.image]
+    assert len(captions) == 2 and captions[0].startswith("bull mastiff · ") and captions[1].startswith("tiger cat · ")
+    assert all("Transformer Attribution" in c for c in captions)
+    store = compute.explanation_store()
+    misses = store.misses
+    for cls in (243, 282):  # the app computed exactly these two explanations (now served from its cache)
+        exp = compute.explain(dataclasses.replace(ctx, target=cls), "transformer_attribution", {})
+        ref = explainers.explain(deit_tiny, both_image, "transformer_attribution", target=cls)
+        np.testing.assert_allclose(exp.patch_map, ref.patch_map, rtol=1e-3, atol=1e-7)
+    assert store.misses == misses
+    # the two maps differ: each class has its own evidence
+    maps = [compute.explain(dataclasses.replace(ctx, target=c), "transformer_attribution", {}).patch_map
+            for c in (243, 282)]
+    assert np.corrcoef(maps[0].ravel(), maps[1].ravel())[0, 1] < 0.9
+    # one click on another class redraws the right-hand map for it
+    other = [c for c in ctx.top5 if c not in (243, 282)][0]
+    at.button_group(key="home.other").set_value(other).run()
+    check_clean(at)
+    captions = [i.proto.imgs[0].caption for i in at.main.image]
+    assert captions[0].startswith("bull mastiff") and captions[1].startswith(deit_tiny.labels[other].split(",")[0])
 
 
 def test_attention_page_cheap_slider_needs_no_new_capture():
@@ -111,8 +135,11 @@ def test_attention_page_cheap_slider_needs_no_new_capture():
 
     at = open_page("attention", **{"attention.steps": 5})
     spec = curves_spec(at)
-    aucs = [t for t in spec["data"] if "AUC" in (t.get("name") or "")]
-    assert len(aucs) == 2
+    aucs = [t["name"] for t in spec["data"] if "AUC" in (t.get("name") or "")]
+    assert len(aucs) == 3 and aucs[1].startswith("random map") and aucs[2].startswith("gaussian map"), aucs
+    # a class-agnostic method says so instead of naming a class
+    assert any(c.value.startswith("**Class-agnostic**") for c in at.caption)
+    assert not any(c.value.startswith("Explained class") for c in at.caption)
     before = grid_values(at)
     store = compute.captures()
     misses = store.misses
@@ -133,9 +160,7 @@ def test_attention_page_cheap_slider_needs_no_new_capture():
 
 
 def test_chefer_page_explains_the_class_chosen_in_the_sidebar(deit_tiny, cat_image):
-    at = new_app(**{"chefer.steps": 5})
-    at.run()
-    check_clean(at)
+    at = open_page("attention", sample="chelsea.png", **{"chefer.steps": 5, "attention.steps": 5})
     # tiger cat (282) from the searchable list of all classes (the sidebar keeps it across pages)
     anyclass = [s for s in at.sidebar.selectbox if s.key and s.key.startswith("anyclass.")][0]
     anyclass.set_value(282).run()
@@ -211,11 +236,17 @@ def test_compare_page_table_and_pointing_game():
     at = open_page("compare", **{"cmp.methods": methods, "cmp.steps": 5, "cmp.box.on": True,
                                  "cmp.box.x0": 40, "cmp.box.y0": 40, "cmp.box.x1": 180, "cmp.box.y1": 200})
     table = at.dataframe[0].value
-    assert list(table["method"]) == [explainers.METHODS[m].display_name for m in methods]
+    names = [explainers.METHODS[m].display_name for m in methods]
+    assert set(table["method"]) == {*names, "random (reference)", "gaussian (reference)"}
     assert table["insertion AUC ↑"].between(0, 1).all() and table["deletion AUC ↓"].between(0, 1).all()
-    assert set(table["pointing game"]) <= {"hit", "miss"}
+    assert list(table["insertion AUC ↑"]) == sorted(table["insertion AUC ↑"], reverse=True)  # sorted, best first
+    assert set(table["pointing game"].dropna()) <= {"hit", "miss"}
+    assert any(c.value.startswith("Best by insertion AUC") for c in at.caption)
+    at.selectbox(key="cmp.sort").set_value("deletion AUC ↓").run()
+    table = at.dataframe[0].value
+    assert list(table["deletion AUC ↓"]) == sorted(table["deletion AUC ↓"])
     overlaid = curves_spec(at)
-    assert len(overlaid["data"]) == 2 * len(methods)
+    assert len(overlaid["data"]) == len(methods) + 2  # one insertion curve per method and the two references
 
 
 def test_evaluate_page_runs_a_batch():
@@ -305,8 +336,10 @@ def test_a_model_without_weights_offline_gives_a_message():
     at.run()
     at.sidebar.selectbox(key="model_choice").set_value("deit_small_patch16_224").run()
     assert not at.exception, [e.message for e in at.exception]
-    msgs = [e.value for e in at.error]
+    msgs = [e.value for e in at.main.error]
     assert len(msgs) == 1 and msgs[0].startswith("The model could not be loaded:") and "VIT_EXPLAIN_WEIGHTS" in msgs[0]
+    assert [e.label for e in at.main.expander] == ["Details"]  # the technical detail, folded
+    assert "WeightsUnavailableError" in at.main.expander[0].get("code")[0].value
     assert at.session_state["ctx"] is None
     assert any("Choose a model and an image" in i.value for i in at.info)
     # back to the default model: explained again
@@ -337,7 +370,7 @@ def test_perturbed_step_images_follow_the_protocol(deit_tiny, cat_image):
     assert exp.heatmap[same].mean() > exp.heatmap[~same].mean()
 
 
-def test_a_local_model_folder_under_an_allowed_path_is_loaded(monkeypatch, deit_tiny_hf, cat_image):
+def test_a_local_model_folder_under_an_allowed_path_is_loaded(monkeypatch, deit_tiny_hf, both_image):
     """The operator allows ../shared/weights: a user types the Hugging Face DeiT-Tiny folder there (relative
     to the repository), and the app explains with it (its own preprocessing included)."""
     monkeypatch.setenv("VIT_EXPLAIN_ALLOWED_PATHS", str(WEIGHTS.parent))
@@ -349,6 +382,42 @@ def test_a_local_model_folder_under_an_allowed_path_is_loaded(monkeypatch, deit_
     check_clean(at)
     ctx = at.session_state["ctx"]
     assert ctx.model.source == "hf" and ctx.model_key[0] == str((WEIGHTS / "hf").resolve())
-    ref = explainers.explain(deit_tiny_hf, cat_image, "attention_rollout")
-    assert ctx.target == ref.target
+    at.switch_page("app_pages/attention.py").run()
+    check_clean(at)
+    ref = explainers.explain(deit_tiny_hf, both_image, "attention_rollout")
+    assert at.session_state["ctx"].target == ref.target
     np.testing.assert_allclose(grid_values(at), ref.patch_map, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("typed", ["resnet50", "vit_" + "x" * 240, "nobody-here/no-such-model"])
+def test_typed_model_names_give_a_short_message_never_a_traceback(typed):
+    """Any typed name ends in one short message in the main area (details folded, no server path), never a
+    traceback: a CNN, a name too long for the file system, an unknown hub id offline."""
+    at = new_app()
+    at.run()
+    at.sidebar.selectbox(key="model_choice").set_value("Other: timm name, Hugging Face id or local folder…").run()
+    at.sidebar.text_input(key="model_typed").input(typed).run()
+    assert not at.exception, [e.message for e in at.exception]
+    msgs = [e.value for e in at.error]
+    assert len(msgs) == 1 and msgs[0].startswith("The model could not be loaded:"), msgs
+    assert len(msgs[0]) < 400 and "Traceback" not in msgs[0]
+    details = [c.value for c in at.main.expander[0].get("code")]
+    assert details and not any(str(ROOT) in d or "/site-packages/" in d for d in details + msgs), details
+    assert at.session_state["ctx"] is None
+    # a rerun does not load again (the failure is remembered), and the default model still works after it
+    at.run()
+    assert [e.value for e in at.error] == msgs
+    at.sidebar.selectbox(key="model_choice").set_value("deit_tiny_patch16_224").run()
+    check_clean(at)
+    assert at.session_state["ctx"] is not None
+
+
+def test_worse_than_random_is_flagged():
+    from types import SimpleNamespace
+
+    from studio.views import worse_than_random
+
+    rnd = SimpleNamespace(insertion_auc=0.40, deletion_auc=0.35)
+    assert worse_than_random(SimpleNamespace(insertion_auc=0.50, deletion_auc=0.20), rnd) == []
+    assert worse_than_random(SimpleNamespace(insertion_auc=0.30, deletion_auc=0.20), rnd) == ["insertion"]
+    assert worse_than_random(SimpleNamespace(insertion_auc=0.30, deletion_auc=0.50), rnd) == ["insertion", "deletion"]

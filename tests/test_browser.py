@@ -1,154 +1,203 @@
 """The app in a real browser: ``streamlit run app.py`` headless on 127.0.0.1, driven with Playwright through
-Debian's ``/usr/bin/chromium``. Opens the app, uploads a photo, switches page, moves a slider, and checks
-that the heatmap and the Plotly curves render. Screenshots go to ``test-output/browser/``."""
+Chromium (``browser_support.chromium_path``: Debian's ``/usr/bin/chromium`` or Playwright's; ``make test``
+installs one). The landing story (two maps for two classes), an upload, a page switch and a cheap slider,
+Cancel on a long method, the phone layout, the model-field errors, the Evaluate state after a page switch,
+and a screenshot of every page at 1440x900 and 390x844, all saved to ``test-output/browser/``."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
+from browser_support import launch, streamlit_server, wait_idle
 from conftest import ROOT, SAMPLES, WEIGHTS, _require
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 OUT = ROOT / "test-output" / "browser"
 WAIT_MS = 240_000  # the first model load and explanation on a busy 2-core CI machine
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("streamlit did not become healthy")
+DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def server():
-    if not CHROMIUM.exists():
-        pytest.fail("/usr/bin/chromium is missing: apt-get install chromium (.ci/run does)")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
     OUT.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, VIT_EXPLAIN_WEIGHTS=str(_require(WEIGHTS)), HF_HUB_OFFLINE="1",
-               TRANSFORMERS_OFFLINE="1", STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
-    log = open(OUT / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_healthy(url, proc)
+    with streamlit_server(env={"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS))},
+                          log_path=OUT / "streamlit.log") as (url, _):
         yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-        log.close()
 
 
-def _wait_idle(page) -> None:
-    """Until the app has finished running (no 'running' status widget)."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=WAIT_MS)
-
-
-def test_upload_switch_page_slider(server):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 2300})
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server, timeout=60_000)
+        b = launch(pw)
+        yield b
+        b.close()
 
-            # 1. the landing page shows a heatmap on the bundled sample with no clicks
-            main = page.locator("[data-testid=stMain]")
-            expect(main.get_by_text("Attention Rollout · ", exact=False).first).to_be_visible(timeout=WAIT_MS)
-            _wait_idle(page)
-            expect(main.locator(".js-plotly-plot", has_text="Top-5 predictions")).to_be_visible(timeout=WAIT_MS)
-            page.screenshot(path=str(OUT / "1-landing.png"))
 
-            # 2. upload a photo
-            sidebar = page.locator("[data-testid=stSidebar]")
-            sidebar.get_by_text("Upload", exact=True).click()
-            data = (SAMPLES / "chelsea.png").read_bytes()
-            sidebar.locator("input[type=file]").set_input_files(
-                files=[{"name": "uploaded-cat.png", "mimeType": "image/png", "buffer": data}])
-            expect(sidebar.get_by_text("uploaded-cat.png · 451×300")).to_be_visible(timeout=WAIT_MS)
-            _wait_idle(page)
+def new_page(browser, viewport=DESKTOP):
+    page = browser.new_page(viewport=viewport)
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    return page
 
-            # 3. switch page: attention rollout (the upload stays selected)
-            sidebar.get_by_role("link", name="Attention rollout").click()
-            expect(main.get_by_role("heading", name="Attention rollout")).to_be_visible(timeout=WAIT_MS)
-            overlay = main.locator("[data-testid=stImage] img").first
-            expect(overlay).to_be_visible(timeout=WAIT_MS)
-            expect(sidebar.get_by_text("uploaded-cat.png · 451×300")).to_be_visible()
-            curves = main.locator(".js-plotly-plot", has_text="Insertion")
-            expect(curves).to_be_visible(timeout=WAIT_MS)
-            _wait_idle(page)
-            assert curves.locator(".scatterlayer .trace").count() >= 2  # insertion and deletion drawn
-            expect(main.get_by_text("Insertion AUC ↑", exact=True)).to_be_visible()
-            before = overlay.get_attribute("src")
-            assert overlay.evaluate("img => img.complete && img.naturalWidth > 0")
 
-            # 4. move a cheap slider: the discard ratio
-            slider = main.locator("[data-testid=stSlider]", has_text="Discard ratio").get_by_role("slider")
-            slider.focus()
-            for _ in range(40):
-                page.keyboard.press("ArrowLeft")
-            expect(slider).to_have_attribute("aria-valuetext", "0.50", timeout=30_000)
-            page.wait_for_function(
-                "(src) => { const img = document.querySelector('[data-testid=stMain] [data-testid=stImage] img');"
-                " return img && img.src !== src && img.complete && img.naturalWidth > 0; }",
-                arg=before, timeout=WAIT_MS)
-            _wait_idle(page)
-            # each key press queued a fragment rerun; while they drain, the old chart can stand beside the new
-            # one for a moment: wait until exactly one curves chart is left
-            expect(curves).to_have_count(1, timeout=60_000)
-            _wait_idle(page)
-            expect(curves).to_be_visible()
-            assert curves.locator(".scatterlayer .trace").count() >= 2
-            page.screenshot(path=str(OUT / "2-attention-after-slider.png"))
+def test_landing_story_upload_switch_page_slider(server, browser):
+    from playwright.sync_api import expect
 
-            # 5. a long method can be cancelled while it runs
-            sidebar.get_by_role("link", name="GradMask").click()
-            expect(main.get_by_role("heading", name="GradMask")).to_be_visible(timeout=WAIT_MS)
-            _wait_idle(page)
-            masks = main.locator("[data-testid=stSlider]", has_text="Masks layer").get_by_role("slider")
-            masks.focus()
-            page.keyboard.press("End")  # 33 x 192 masked forward passes: long on any CPU
-            main.get_by_role("button", name="Run").click()
-            cancel = main.get_by_role("button", name="Cancel")
-            expect(cancel).to_be_visible(timeout=WAIT_MS)
-            cancel.click()
-            expect(main.get_by_text("Cancelled.", exact=False)).to_be_visible(timeout=WAIT_MS)
-            expect(main.get_by_role("button", name="Run again")).to_be_visible()
-            _wait_idle(page)
-            page.screenshot(path=str(OUT / "3-gradmask-cancelled.png"))
-            assert main.locator("[data-testid=stException]").count() == 0
-            assert not errors, errors
-        finally:
-            browser.close()
+    page = new_page(browser, {"width": 1500, "height": 2000})
+    page.goto(server, timeout=60_000)
+    main = page.locator("[data-testid=stMain]")
+    sidebar = page.locator("[data-testid=stSidebar]")
+
+    # 1. the landing page: both.png explained for the bull mastiff and the tiger cat, side by side
+    maps = main.locator("[data-testid=stImage]")
+    expect(maps.filter(has_text="bull mastiff")).to_be_visible(timeout=WAIT_MS)
+    expect(maps.filter(has_text="tiger cat")).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+    left, right = (maps.filter(has_text=t).bounding_box() for t in ("bull mastiff", "tiger cat"))
+    assert abs(left["y"] - right["y"]) < 5 and right["x"] > left["x"] + left["width"] / 2  # side by side
+    page.screenshot(path=str(OUT / "1-landing.png"))
+    # one click explains another class in the right-hand map
+    main.locator("[data-testid=stButtonGroup] button", has_text="boxer").click()
+    expect(maps.filter(has_text="boxer")).to_be_visible(timeout=WAIT_MS)
+    expect(maps.filter(has_text="bull mastiff")).to_be_visible()
+
+    # 2. upload a photo
+    sidebar.get_by_text("Upload", exact=True).click()
+    data = (SAMPLES / "chelsea.png").read_bytes()
+    sidebar.locator("input[type=file]").set_input_files(
+        files=[{"name": "uploaded-cat.png", "mimeType": "image/png", "buffer": data}])
+    expect(sidebar.get_by_text("uploaded-cat.png · 451×300")).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+
+    # 3. switch page: attention rollout (the upload stays selected); its class-agnostic map says so
+    sidebar.get_by_role("link", name="Attention rollout").click()
+    expect(main.get_by_role("heading", name="Attention rollout")).to_be_visible(timeout=WAIT_MS)
+    overlay = main.locator("[data-testid=stImage] img").first
+    expect(overlay).to_be_visible(timeout=WAIT_MS)
+    expect(sidebar.get_by_text("uploaded-cat.png · 451×300")).to_be_visible()
+    expect(main.get_by_text("class-agnostic", exact=False).first).to_be_visible(timeout=WAIT_MS)
+    curves = main.locator(".js-plotly-plot", has_text="Insertion")
+    expect(curves).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+    assert curves.locator(".scatterlayer .trace").count() >= 3  # the method and the two reference maps
+    before = overlay.get_attribute("src")
+
+    # 4. move a cheap slider: the discard ratio
+    slider = main.locator("[data-testid=stSlider]", has_text="Discard ratio").get_by_role("slider")
+    slider.focus()
+    for _ in range(40):
+        page.keyboard.press("ArrowLeft")
+    expect(slider).to_have_attribute("aria-valuetext", "0.50", timeout=30_000)
+    page.wait_for_function(
+        "(src) => { const img = document.querySelector('[data-testid=stMain] [data-testid=stImage] img');"
+        " return img && img.src !== src && img.complete && img.naturalWidth > 0; }", arg=before, timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+    expect(curves).to_have_count(1, timeout=60_000)
+    page.screenshot(path=str(OUT / "2-attention-after-slider.png"))
+
+    # 5. a long method can be cancelled while it runs
+    sidebar.get_by_role("link", name="GradMask").click()
+    expect(main.get_by_role("heading", name="GradMask")).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+    masks = main.locator("[data-testid=stSlider]", has_text="Masks layer").get_by_role("slider")
+    masks.focus()
+    page.keyboard.press("End")  # 33 x 192 masked forward passes: long on any CPU
+    main.get_by_role("button", name="Run").click()
+    cancel = main.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_visible(timeout=WAIT_MS)
+    cancel.click()
+    expect(main.get_by_text("Cancelled.", exact=False)).to_be_visible(timeout=WAIT_MS)
+    expect(main.get_by_role("button", name="Run again")).to_be_visible()
+    wait_idle(page, WAIT_MS)
+    page.screenshot(path=str(OUT / "3-gradmask-cancelled.png"))
+    assert main.locator("[data-testid=stException]").count() == 0
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_phone_layout_heatmap_on_the_first_screen(server, browser):
+    from playwright.sync_api import expect
+
+    page = new_page(browser, PHONE)
+    for path in ("", "/attention"):
+        page.goto(server + path, timeout=60_000)
+        img = page.locator("[data-testid=stMain] [data-testid=stImage] img").first
+        expect(img).to_be_visible(timeout=WAIT_MS)
+        wait_idle(page, WAIT_MS)
+        box = img.bounding_box()
+        assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], (path, box)
+        assert box["width"] >= 0.8 * (PHONE["width"] - 40), (path, box)  # full width, not a thumbnail
+    page.screenshot(path=str(OUT / "4-phone-attention.png"))
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_model_field_errors_are_messages(server, browser):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.goto(server, timeout=60_000)
+    main, sidebar = page.locator("[data-testid=stMain]"), page.locator("[data-testid=stSidebar]")
+    expect(main.locator("[data-testid=stImage]").first).to_be_visible(timeout=WAIT_MS)
+    sidebar.locator("[data-testid=stSelectbox]").first.click()
+    page.get_by_role("option", name="Other: timm name", exact=False).click()
+    field = sidebar.get_by_label("timm name, Hugging Face id, or local folder")
+    for typed, words in (("resnet50", "could not be loaded"), ("/etc", "VIT_EXPLAIN_ALLOWED_PATHS")):
+        field.fill(typed)
+        field.press("Enter")
+        expect(page.get_by_text(words, exact=False).first).to_be_visible(timeout=60_000)
+        wait_idle(page, WAIT_MS)
+        assert page.locator("[data-testid=stException]").count() == 0
+        page.screenshot(path=str(OUT / f"5-model-error-{typed.strip('/')}.png"))
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_evaluate_keeps_its_result_across_page_switches(server, browser):
+    from playwright.sync_api import expect
+
+    page = new_page(browser)
+    page.goto(f"{server}/evaluate", timeout=60_000)
+    main, sidebar = page.locator("[data-testid=stMain]"), page.locator("[data-testid=stSidebar]")
+    run = main.get_by_role("button", name="Run the evaluation")
+    expect(run).to_be_enabled(timeout=WAIT_MS)
+    expect(sidebar.get_by_text("Target class")).to_have_count(0)  # no sidebar target on Evaluate
+    wait_idle(page, WAIT_MS)
+    run.click()
+    expect(main.get_by_text("Summary (mean ± 95% confidence interval)")).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+    sidebar.get_by_role("link", name="Compare").click()
+    expect(main.get_by_role("heading", name="Compare methods")).to_be_visible(timeout=WAIT_MS)
+    sidebar.get_by_role("link", name="Evaluate").click()
+    expect(main.get_by_text("Summary (mean ± 95% confidence interval)")).to_be_visible(timeout=WAIT_MS)
+    expect(main.get_by_role("button", name="Summary CSV")).to_be_visible()
+    page.screenshot(path=str(OUT / "6-evaluate-after-switch.png"), full_page=True)
+    assert not page.errors, page.errors
+    page.close()
+
+
+def test_screenshots_of_every_page_at_both_widths(server, browser):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect
+
+    from studio import settings
+
+    keys = ["home", *(s.key for s in settings.EXPLAINER_PAGES if s.available()), "compare", "evaluate"]
+    if (ROOT / "app_pages" / "sanity.py").exists():
+        keys.append("sanity")
+
+    for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
+        page = new_page(browser, viewport)
+        for key in keys:
+            page.goto(server + ("" if key == "home" else f"/{key}"), timeout=60_000)
+            expect(page.locator("[data-testid=stMain] h1").first).to_be_visible(timeout=WAIT_MS)
+            try:  # a many-pass method (RISE: thousands of masked passes) may still run: its progress is shown
+                wait_idle(page, 120_000)
+            except PlaywrightTimeout:
+                pass
+            page.screenshot(path=str(OUT / f"page-{key}-{name}.png"))
+            assert page.locator("[data-testid=stException]").count() == 0, key
+        assert not page.errors, page.errors
+        page.close()

@@ -64,7 +64,7 @@ def _size(text):
 def cli_target(model, args):
     """--target / --contrast / --prob / --region / --similar-to -> a target for ``explain``."""
     from .targets import ClassProbability, Contrast, Similarity
-    from .text import cli_text_target
+    from .text_cli import cli_text_target
 
     text = cli_text_target(model, args)  # --text / --labels (CLIP and SigLIP)
     if text is not None:
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "cols L..R-1 of the patch grid); works for models without a classifier")
     p.add_argument("--similar-to", default=None, metavar="IMAGE",
                    help="explain the similarity of the image's embedding to another image's")
-    from .text import add_cli_options
+    from .text_cli import add_cli_options
 
     add_cli_options(p)  # --text, --labels, --templates, --text-contrast, --text-prob
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")

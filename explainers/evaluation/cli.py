@@ -21,6 +21,8 @@ def cmd_evaluate(args) -> int:
     given = [f"--{k.replace('_', '-')}" for k in _RAY_ONLY if getattr(args, k) is not None]
     if given and not args.ray:
         raise InvalidParameterError(f"{', '.join(given)} only apply with --ray local[:N] | auto | ADDRESS")
+    if args.ray and args.zero_shot is not None:
+        raise InvalidParameterError("--zero-shot runs serially; leave out --ray")
     common = {"methods": args.methods, "boxes_path": args.boxes, "preset": args.preset, "limit": args.limit,
               "steps": args.steps, "batch_size": args.batch_size, "tolerance": args.tolerance,
               "show_progress": not args.quiet, "ground_truth": args.ground_truth, "meta": args.meta,
@@ -36,8 +38,9 @@ def cmd_evaluate(args) -> int:
                 info = run_evaluation(workers, args.images, args.out, **common)
         else:
             from ..models import load_model
+            from ..text_cli import evaluate_model
 
-            model = load_model(args.model, weights=args.weights, device=args.device)
+            model = evaluate_model(load_model(args.model, weights=args.weights, device=args.device), args)
             info = run_evaluation(model, args.images, args.out, **common)
     except KeyboardInterrupt:
         print(f"\ninterrupted: the rows written so far stay in {Path(args.out) / 'results.csv'}; run the same "
@@ -76,6 +79,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
     p.add_argument("--out", required=True, help="output folder (results.csv, summary, curves.html)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from ..text_cli import add_evaluate_options
+
+    add_evaluate_options(p)  # --zero-shot imagenet|A,B,C for CLIP and SigLIP
     g = p.add_argument_group("distributed (Ray)")
     g.add_argument("--ray", default=None, metavar="local[:N]|auto|ADDRESS",
                    help="shard on Ray: a local instance with N workers, the cluster of this machine (auto) or "

@@ -270,7 +270,7 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
         if name.startswith(("open_clip:", "hf-hub:")):  # open_clip models (explainers.models.open_clip_vit)
             from .open_clip_vit import load_open_clip
 
-            model = load_open_clip(name, "random" if not pretrained else weights, dev)
+            model = load_open_clip(name, "random" if not pretrained else weights, dev, limit)
         elif kind == "hf":
             if weights is None and Path(name).is_dir():
                 weights = name

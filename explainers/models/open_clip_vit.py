@@ -137,12 +137,14 @@ def split_name(name: str) -> tuple[str, str | None]:
     return arch, (tag or None)
 
 
-def load_open_clip(name: str, weights, device):
-    """Build an open_clip model by name (the whole CLIP: image and text towers) and wrap its image tower."""
+def load_open_clip(name: str, weights, device, limit: int | None = None):
+    """Build an open_clip model by name (the whole CLIP: image and text towers) and wrap its image tower.
+    limit: the operator's parameter limit, checked on the meta device before anything is built or downloaded."""
     import open_clip
 
     from ..errors import WeightsUnavailableError
     from .adapters import wrap
+    from .guards import check_size, need_hub
 
     arch, tag = split_name(name)
     if not name.startswith("hf-hub:") and arch not in open_clip.list_models():
@@ -160,6 +162,11 @@ def load_open_clip(name: str, weights, device):
         raise ModelLoadError(f"{name!r} names no pretrained tag: use open_clip:{arch}/<tag> (tags: "
                              f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)[:6]) or 'none'}), "
                              "weights=<checkpoint file>, or weights='random'")
+    if name.startswith("hf-hub:"):
+        need_hub(name)  # even its configuration comes from the hub
+    check_size(name, lambda: open_clip.create_model(arch, pretrained=None, device="meta"), limit)
+    if pretrained is not None and weights_path is None:
+        need_hub(name)
     try:
         module = open_clip.create_model(arch, pretrained=pretrained, device="cpu")
     except RuntimeError as e:

@@ -22,7 +22,7 @@ import torch
 
 from .errors import Cancelled, InvalidParameterError
 
-__all__ = ["Param", "Method", "Capture", "Maps", "METHODS", "register", "resolve_targets", "report_progress"]
+__all__ = ["Param", "Method", "Capture", "Maps", "METHODS", "register", "report_progress"]
 
 
 @dataclass(frozen=True)
@@ -262,24 +262,6 @@ def register(cls: type[Method]) -> type[Method]:
     """Class decorator: instantiate and add to :data:`METHODS`."""
     METHODS.add(cls())
     return cls
-
-
-def resolve_targets(logits: torch.Tensor, target) -> torch.Tensor:
-    """None -> the predicted class of each image; int -> that class for all; sequence -> one per image."""
-    B, C = logits.shape
-    if target is None:
-        return logits.argmax(-1)
-    if isinstance(target, torch.Tensor):
-        t = target.reshape(-1).long().to(logits.device)
-    elif isinstance(target, (list, tuple)):
-        t = torch.tensor([int(v) for v in target], device=logits.device)
-    else:
-        t = torch.tensor([int(target)], device=logits.device)
-    if t.numel() == 1 and B > 1:
-        t = t.expand(B)
-    if t.numel() != B:
-        raise InvalidParameterError(f"got {t.numel()} targets for {B} images")
-    return t
 
 
 def _is_integral(v) -> bool:

@@ -231,7 +231,7 @@ class ViTModel:
 
         keep: (B, n) indices of the patch tokens kept (after the prefix tokens), needed by RoPE models to rotate
         each kept token by its own position. Returns logits (or the embedding), or :class:`Outputs` with full."""
-        ctx = self._token_context(tokens, keep)
+        ctx = self._token_context(tokens, keep) if start < self.num_layers else None
         for i, bp in enumerate(self.blocks[start:], start):
             tokens = block_fast(bp, tokens, ctx, i)
         out = pool_outputs(self.pooling, tokens, self.num_prefix_tokens)

@@ -138,8 +138,13 @@ class HFBeitBias:
         self.own, self.shared = own, shared
 
     def bias(self, grid, n_tokens):
+        import torch
+
         b = 0.0
-        for m in (self.own, self.shared):
-            if m is not None:
-                b = b + m(tuple(grid), interpolate_pos_encoding=True, dim_size=n_tokens)
+        # the bias depends on parameters only (no gradient reaches the input through it), and HF caches its index
+        # tensor, which may have been made under inference mode: compute it outside autograd
+        with torch.no_grad():
+            for m in (self.own, self.shared):
+                if m is not None:
+                    b = b + m(tuple(grid), interpolate_pos_encoding=True, dim_size=n_tokens)
         return b

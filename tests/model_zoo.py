@@ -23,8 +23,12 @@ def fast_params(method: str) -> dict:
 def perturb(module, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in module.parameters():
-            if p.dim() <= 1:  # biases, norms, LayerScale, scales
+        for name, p in module.named_parameters():
+            # biases, norms, LayerScale, scales; relative position tables (zero at initialisation: a bias that
+            # the traced pass ignored would go unnoticed)
+            if "relative_position" in name or "rel_pos" in name:
+                p.add_(torch.randn(p.shape, generator=g) * 3)  # large enough to change the attention visibly
+            elif p.dim() <= 1:
                 p.add_(torch.randn(p.shape, generator=g) * 0.1)
     return module.eval()
 

@@ -112,7 +112,8 @@ class HFBeit(HFViT):
     families = ("Beit", "Data2VecVision")
 
     def rel_bias(self, model, base, layer):
-        own = getattr(layer, "relative_position_bias", None)
+        own = getattr(layer, "relative_position_bias", None) or first_attr(
+            layer, "attention.attention.relative_position_bias")  # BEiT keeps it on the layer, Data2Vec deeper
         shared = getattr(base, "shared_position_bias", None) or first_attr(base, "encoder.relative_position_bias")
         return HFBeitBias(own, shared) if (own is not None or shared is not None) else None
 

@@ -30,7 +30,8 @@ def new_capture(model, x, tr_or_out, bound, passes) -> Capture:
         score = bound.score(Outputs(emb, logits)).detach().float()
     return Capture(method="", logits=logits, targets=bound.classes.detach(), grid=model.grid(x),
                    input_size=tuple(x.shape[-2:]), params={}, forward_passes=passes, target=bound,
-                   target_scores=score, state={"prefix": model.num_prefix_tokens, "pooling": model.pooling.kind})
+                   target_scores=score, state={"prefix": model.num_prefix_tokens,
+                                                    "pooling": getattr(getattr(model, "pooling", None), "kind", None)})
 
 
 def pooling_query(model, tr, grads=None) -> torch.Tensor:

@@ -11,8 +11,6 @@ per patch.
 
 from __future__ import annotations
 
-import threading
-
 import torch
 
 from ..metrics.baselines import make_baseline
@@ -23,7 +21,6 @@ from ._perturb import BATCH_SIZE, auto_batch_size
 
 __all__ = ["Saliency", "IntegratedGradients", "SmoothGrad", "Occlusion", "per_patch"]
 
-_RNG_LOCK = threading.Lock()  # captum's NoiseTunnel draws from the global RNG: seed it one call at a time
 
 CHANNELS = Param("channels", "choice", "max", "How the colour channels of |gradient| become one pixel value: "
                  "the maximum (Simonyan et al.) or the sum.", choices=("max", "sum"), cheap=True)
@@ -148,10 +145,11 @@ class IntegratedGradients(Method):
 
 @register
 class SmoothGrad(Method):
-    """SmoothGrad (captum ``NoiseTunnel`` over ``Saliency``): the target logit's input gradient averaged over
-    ``samples`` copies of the image with Gaussian noise of standard deviation ``noise`` × (max − min of the
-    image); the channels of the mean gradient's magnitude are reduced as in ``saliency``. The noise comes
-    from ``seed``: the same input and seed give the same map."""
+    """SmoothGrad (captum ``Saliency`` on noisy copies, NoiseTunnel's smoothgrad): the target's input gradient
+    averaged over ``samples`` copies of the image with Gaussian noise of standard deviation ``noise`` × (max − min
+    of the image); the channels of the mean gradient's magnitude are reduced as in ``saliency``. The noise comes
+    from a private generator seeded with ``seed`` (NoiseTunnel draws from the global RNG, which other threads may
+    reseed): the same input and seed give the same map, also with many threads."""
 
     name = "smoothgrad"
     display_name = "SmoothGrad"
@@ -170,21 +168,26 @@ class SmoothGrad(Method):
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
-        from captum.attr import NoiseTunnel
         from captum.attr import Saliency as CaptumSaliency
 
         out, bound = _clean(model, x, target)
         bs = auto_batch_size(model, requested=params["batch_size"])
+        n = params["samples"]
         grads = []
         for b in range(x.shape[0]):
-            nt = NoiseTunnel(CaptumSaliency(_value_fn(model, bound.select(b))))
-            xb = x[b:b + 1].detach().clone().requires_grad_(True)
-            sd = params["noise"] * float(xb.detach().max() - xb.detach().min())
-            with _RNG_LOCK, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-                torch.manual_seed(params["seed"])
-                with torch.enable_grad():
-                    grads.append(nt.attribute(xb, nt_type="smoothgrad", nt_samples=params["samples"], stdevs=sd,
-                                              nt_samples_batch_size=bs, abs=False))
+            sal = CaptumSaliency(_value_fn(model, bound.select(b)))
+            xb = x[b:b + 1].detach()
+            sd = params["noise"] * float(xb.max() - xb.min())
+            # NoiseTunnel's smoothgrad, with the noise from a private seeded generator: captum's own draws come
+            # from the global RNG, which other threads (and callers) may reseed mid-run
+            g = torch.Generator().manual_seed(int(params["seed"]))
+            noisy = xb + torch.randn((n, *xb.shape[1:]), generator=g).to(xb.device, xb.dtype) * sd
+            total = torch.zeros_like(xb)
+            with torch.enable_grad():
+                for start in range(0, n, bs):
+                    chunk = noisy[start:start + bs].clone().requires_grad_(True)
+                    total += sal.attribute(chunk, abs=False).sum(0, keepdim=True)
+            grads.append(total / n)
         return _capture(model, x, out, bound, x.shape[0] * (params["samples"] + 1), grad=torch.cat(grads))
 
     def reduce(self, cap, params) -> Maps:

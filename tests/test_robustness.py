@@ -441,7 +441,8 @@ def test_non_vit_architecture_is_unsupported():
 # ----------------------------------------------------------------------------------------------------------
 # Methods cheap enough for many examples (a few passes; the masked-forward methods are covered by
 # validate() below and by the concurrency/determinism tests).
-FEW_PASS = [n for n, m in METHODS.items() if "forwards" not in m.cost]
+FEW_PASS = [n for n, m in METHODS.items()
+            if "forwards" not in m.cost and "passes" not in m.cost and " per " not in m.cost]
 MODES = {"RGB": ("PNG", "JPEG", "BMP", "WEBP"), "L": ("PNG", "JPEG", "GIF"), "LA": ("PNG",), "RGBA": ("PNG", "WEBP"),
          "P": ("PNG", "GIF", "BMP"), "CMYK": ("JPEG", "TIFF"), "I;16": ("PNG",), "1": ("PNG", "BMP"),
          "F": ("TIFF",), "I": ("TIFF",)}

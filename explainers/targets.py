@@ -131,14 +131,14 @@ class ClassLogit(Target):
             return _gather(out.logits, cls)
 
         def score(out, cls=cls):
-            return _gather(out.logits.float().softmax(-1), cls)
+            return _gather(out.logits.double().softmax(-1), cls)
 
         return Bound(self, cls, labels, value, score)
 
     def per_image(self, bound: Bound, b: int) -> Bound:
         c = bound.classes[b:b + 1]
         return Bound(self, c, bound.labels[b:b + 1], lambda out, c=c: _gather(out.logits, c),
-                     lambda out, c=c: _gather(out.logits.float().softmax(-1), c))
+                     lambda out, c=c: _gather(out.logits.double().softmax(-1), c))
 
 
 class ClassProbability(ClassLogit):
@@ -176,7 +176,7 @@ class Contrast(Target):
         cls = torch.full((B,), a, dtype=torch.long, device=logits.device)
         label = f"{model.labels[a]} rather than {model.labels[b]}"
         return Bound(self, cls, [label] * B, lambda out: out.logits[:, a] - out.logits[:, b],
-                     lambda out: (lambda p: p[:, a] - p[:, b])(out.logits.float().softmax(-1)))
+                     lambda out: (lambda p: p[:, a] - p[:, b])(out.logits.double().softmax(-1)))
 
 
 def _cos(e: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -295,7 +295,7 @@ def class_bound(c: int, device=None, label: str = "") -> Bound:
     """A bound class target for one class index (its logit as value, its probability as score)."""
     cls = torch.tensor([int(c)], device=device)
     return Bound(ClassLogit(int(c)), cls, [label], lambda out: _gather(out.logits, cls),
-                 lambda out: _gather(out.logits.float().softmax(-1), cls))
+                 lambda out: _gather(out.logits.double().softmax(-1), cls))
 
 
 def as_target(target) -> Target:

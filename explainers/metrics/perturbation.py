@@ -264,6 +264,15 @@ def perturb(model, x: torch.Tensor, saliency, fraction: float, kind: str = "dele
         return torch.where(top, base, x) if kind == "deletion" else torch.where(top, x, base)
 
 
+def _outputs(model, x):
+    """The library's outputs; a constructed model with only ``forward`` (logits) works too."""
+    if hasattr(model, "outputs"):
+        return model.outputs(x)
+    from ..models import Outputs
+
+    return Outputs(None, model.forward(x))
+
+
 def _scores(out, score: str, bound, label) -> torch.Tensor:
     if score == "accuracy":
         return (out.logits.argmax(-1) == label).double()
@@ -292,7 +301,7 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
 
     if isinstance(target, Target) or (callable(target) and not isinstance(target, torch.Tensor)):
         with torch.inference_mode():
-            bound = bind(model, target, model.outputs(x), x).select(0)
+            bound = bind(model, target, _outputs(model, x), x).select(0)
         cls = int(bound.classes[0])
         if label is None and p.score == "accuracy":
             if cls < 0:
@@ -351,7 +360,7 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
             torch.lt(rank, span[start:start + b, 1], out=below[:b])
             keep[:b] &= below[:b]
             torch.where(keep[:b], x, base, out=buf[:b])
-            out = model.outputs(buf[:b])
+            out = _outputs(model, buf[:b])
             for kk, s in zip(unique[start:start + b], _scores(out, p.score, bound, label).cpu().tolist()):
                 scores[kk] = s
     ins = np.array([scores[k] for k in ins_keys], dtype=np.float64)

@@ -4,10 +4,9 @@ norm before the attention projection, q/k norms, LayerScale as ``gamma`` paramet
 from __future__ import annotations
 
 from ..errors import UnsupportedModelError
-from .blocks import Context, Outputs
-from .core import Adapter, Preprocessing
+from .blocks import Context
 from .parts import QKV, BlockParts, LinearView, Pooling
-from .timm_vit import _timm_probe, imagenet_labels, real_or_none, timm_mlp, timm_preprocessing, timm_scale
+from .timm_vit import TimmAdapter, _timm_probe, real_or_none, timm_mlp, timm_scale
 
 __all__ = ["TimmEva"]
 
@@ -25,9 +24,8 @@ def _qkv(attn, where: str) -> QKV:
     return QKV(heads, hd, q=attn.q_proj, k=attn.k_proj, v=attn.v_proj)
 
 
-class TimmEva(Adapter):
+class TimmEva(TimmAdapter):
     family = "timm EVA / RoPE ViT"
-    source = "timm"
 
     @classmethod
     def matches(cls, module) -> bool:
@@ -75,20 +73,3 @@ class TimmEva(Adapter):
         return t, Context(grid=(x.shape[-2] // ph, x.shape[-1] // pw), rope=rope,
                           rope_per_block=bool(getattr(module, "rope_mixed", False)) and rope is not None)
 
-    def patch_embed(self, module, x):
-        p = module.patch_embed(x)
-        return p.reshape(p.shape[0], -1, p.shape[-1])
-
-    def patch_conv(self, module):
-        return module.patch_embed.proj
-
-    def own_outputs(self, module, x) -> Outputs:
-        emb = module.forward_head(module.forward_features(x), pre_logits=True)
-        head = real_or_none(module.head)
-        return Outputs(emb, head(emb) if head is not None else None)
-
-    def preprocessing(self, module, proc=None) -> Preprocessing:
-        return timm_preprocessing(module)
-
-    def labels(self, module, n):
-        return imagenet_labels(n)

@@ -7,10 +7,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import UnsupportedModelError
-from .blocks import Context, Outputs
-from .core import Adapter, Preprocessing
+from .blocks import Context
 from .parts import QKV, BlockParts, LinearView, Pooling
-from .timm_vit import imagenet_labels, real_or_none, timm_mlp, timm_preprocessing, timm_scale
+from .timm_vit import TimmAdapter, real_or_none, timm_mlp, timm_scale
 
 __all__ = ["TimmBeit", "TimmRelPos"]
 
@@ -49,27 +48,9 @@ def _pooling(module) -> Pooling:
     raise UnsupportedModelError(f"global_pool={module.global_pool!r} is not supported")
 
 
-class _FixedSizeTimm(Adapter):
-    source = "timm"
+class _FixedSizeTimm(TimmAdapter):
     any_size = False
 
-    def patch_embed(self, module, x):
-        p = module.patch_embed(x)
-        return p.reshape(p.shape[0], -1, p.shape[-1])
-
-    def patch_conv(self, module):
-        return module.patch_embed.proj
-
-    def own_outputs(self, module, x) -> Outputs:
-        emb = module.forward_head(module.forward_features(x), pre_logits=True)
-        head = real_or_none(module.head)
-        return Outputs(emb, head(emb) if head is not None else None)
-
-    def preprocessing(self, module, proc=None) -> Preprocessing:
-        return timm_preprocessing(module)
-
-    def labels(self, module, n):
-        return imagenet_labels(n)
 
     def _grid(self, module, x):
         ph, pw = module.patch_embed.patch_size

@@ -14,7 +14,7 @@ from .blocks import Context, Outputs
 from .core import Adapter, Preprocessing
 from .parts import QKV, BlockParts, LinearView, Mlp, Pooling, Probe, Scale
 
-__all__ = ["TimmViT", "timm_mlp", "timm_scale", "timm_preprocessing", "imagenet_labels", "real_or_none"]
+__all__ = ["TimmAdapter", "TimmViT", "timm_mlp", "timm_scale", "timm_preprocessing", "imagenet_labels", "real_or_none"]
 
 CLASS_COUNTS = (1000, 11821, 21841, 21843, 11221)
 
@@ -109,9 +109,32 @@ def embedding_model(module) -> bool:
             and head.out_features == cfg.get("num_classes") and head.out_features not in CLASS_COUNTS)
 
 
-class TimmViT(Adapter):
-    family = "timm ViT"
+class TimmAdapter(Adapter):
+    """What every timm family reads the same way: patch embedding, preprocessing, labels, its own forward."""
+
     source = "timm"
+
+    def patch_embed(self, module, x):
+        p = module.patch_embed(x)
+        return p.reshape(p.shape[0], -1, p.shape[-1])
+
+    def patch_conv(self, module):
+        return module.patch_embed.proj
+
+    def own_outputs(self, module, x) -> Outputs:
+        emb = module.forward_head(module.forward_features(x), pre_logits=True)
+        head = real_or_none(module.head)
+        return Outputs(emb, head(emb) if head is not None else None)
+
+    def preprocessing(self, module, proc=None) -> Preprocessing:
+        return timm_preprocessing(module)
+
+    def labels(self, module, n):
+        return imagenet_labels(n)
+
+
+class TimmViT(TimmAdapter):
+    family = "timm ViT"
 
     @classmethod
     def matches(cls, module) -> bool:
@@ -169,13 +192,6 @@ class TimmViT(Adapter):
         ph, pw = module.patch_embed.patch_size
         return t, Context(grid=(x.shape[-2] // ph, x.shape[-1] // pw))
 
-    def patch_embed(self, module, x):
-        p = module.patch_embed(x)
-        return p.reshape(p.shape[0], -1, p.shape[-1])
-
-    def patch_conv(self, module):
-        return module.patch_embed.proj
-
     def own_outputs(self, module, x) -> Outputs:
         feats = module.forward_features(x)
         emb = module.forward_head(feats, pre_logits=True)
@@ -185,10 +201,3 @@ class TimmViT(Adapter):
         if head is not None and embedding_model(module):
             return Outputs(head(emb), None)
         return Outputs(emb, head(emb) if head is not None else None)
-
-    def preprocessing(self, module, proc=None) -> Preprocessing:
-        return timm_preprocessing(module)
-
-    def labels(self, module, n):
-        return imagenet_labels(n)
-

@@ -40,17 +40,32 @@ def vit_setup(vit_tiny):
     xs = torch.cat([vit_tiny.preprocess(explainers.load_image(p)) for p in val_images(20)])
     with torch.inference_mode():
         targets = vit_tiny.forward(xs).argmax(-1).tolist()
-    floor = [np.mean([insertion_deletion(vit_tiny, x[None], random_map((14, 14), 100 * i + k), t, steps=10)
-                      .deletion_auc for k in range(3)]) for i, (x, t) in enumerate(zip(xs, targets))]
-    return xs, targets, float(np.mean(floor))
+    scores = [insertion_deletion(vit_tiny, x[None], random_map((14, 14), 100 * i + k), t, steps=10)
+              for i, (x, t) in enumerate(zip(xs, targets)) for k in range(3)]
+    deletion, insertion = np.mean([s.deletion_auc for s in scores]), np.mean([s.insertion_auc for s in scores])
+    return xs, targets, float(deletion), float(insertion)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", PART1)
+@pytest.mark.parametrize("method", [m for m in PART1 if m != "lrp_full"])
 def test_vit_tiny_every_method_beats_a_random_map_on_deletion(vit_tiny, vit_setup, method):
-    xs, targets, floor = vit_setup
+    xs, targets, floor, _ = vit_setup
     exps = explainers.explain(vit_tiny, xs, method, **CHEAP.get(method, {}))
     assert [e.target for e in exps] == targets
     ours = np.mean([insertion_deletion(vit_tiny, x[None], e.heatmap, e.target, steps=10).deletion_auc
                     for x, e in zip(xs, exps)])
     assert ours < floor, (ours, floor)
+
+
+@pytest.mark.slow
+def test_vit_tiny_full_lrp_beats_random_on_insertion_and_sits_at_random_on_deletion(vit_tiny, vit_setup):
+    """Full LRP (pixel relevance) is the one original method at the random level on ViT-Tiny AugReg's deletion
+    curve (0.525 against 0.518 for random maps on these 20 images), as Chefer et al. 2021 report for full LRP on
+    ViT-B; it does beat random maps on insertion (0.533 against 0.505). Both facts are checked, so a change that
+    made it worse (or a fix that made it better) shows here. README: "Methods: where we differ"."""
+    xs, targets, del_floor, ins_floor = vit_setup
+    exps = explainers.explain(vit_tiny, xs, "lrp_full")
+    scores = [insertion_deletion(vit_tiny, x[None], e.heatmap, e.target, steps=10) for x, e in zip(xs, exps)]
+    ins, dele = np.mean([s.insertion_auc for s in scores]), np.mean([s.deletion_auc for s in scores])
+    assert ins > ins_floor + 0.015, (ins, ins_floor)
+    assert abs(dele - del_floor) < 0.03, (dele, del_floor)

@@ -185,8 +185,10 @@ def _relprop_head(model, trace, start, result) -> torch.Tensor:
     return _pool_relprop(model, x, R, trace, result)  # fc_norm: identity
 
 
-def _relprop_block(bp, act: dict, R: torch.Tensor, result: LRPResult, index: int, rope=None) -> torch.Tensor:
-    """Relevance at a block's output -> relevance at its input; stores R^{A} of the block."""
+def _relprop_block(bp, act: dict, R: torch.Tensor, result: LRPResult, index: int, rope=None,
+                   to_input: bool = True) -> torch.Tensor | None:
+    """Relevance at a block's output -> relevance at its input; stores R^{A} of the block. ``to_input=False``
+    stops at R^{A} (the lowest block of a pass that needs no token relevance: no q/k/v or residual work)."""
     # MLP branch: x_out = x_mid + ls2(fc2(act(fc1(norm2(x_mid)))))
     r_mid_res, r_mlp = lrp_add(act["x_mid"], act["branch2"], R)
     r_mid = r_mid_res + _mlp_relprop(bp.mlp, act, act["h2"], r_mlp)  # the clone feeding both
@@ -194,6 +196,9 @@ def _relprop_block(bp, act: dict, R: torch.Tensor, result: LRPResult, index: int
     r_in_res, r_attn = lrp_add(act["x"], act["branch1"], r_mid)
     r_o = lrp_linear(act["o"], bp.proj.weight, r_attn)
     r_o = _split_heads(r_o, bp.num_heads)
+    if not to_input:
+        result.attn[index] = act["a"] * (_safe_div(r_o, act["a"] @ act["v"]) @ act["v"].transpose(-2, -1)) / 2
+        return None
     r_a, r_v = lrp_matmul(act["a"], act["v"], r_o)
     result.attn[index] = r_a
     r_q, r_kt = lrp_matmul(act["q"], act["k"].transpose(-2, -1), r_a)  # softmax: identity
@@ -210,17 +215,19 @@ def _relprop_block(bp, act: dict, R: torch.Tensor, result: LRPResult, index: int
 
 
 def relprop(model, trace, start, stop_layer: int = 0, to_pixels: bool = False,
-            x: torch.Tensor | None = None) -> LRPResult:
+            x: torch.Tensor | None = None, tokens: bool = True) -> LRPResult:
     """Propagate the initial relevance ``start`` = ("logits", (B, C)) or ("embedding", (B, E)) down to block
     ``stop_layer`` (and to the pixels with ``to_pixels``, which needs the model input ``x`` and
-    ``trace.patch_tokens``)."""
+    ``trace.patch_tokens``). ``tokens=False`` (and no pixels): the lowest block stops at its attention relevance
+    and ``result.tokens`` stays None."""
     result = LRPResult()
     if isinstance(start, torch.Tensor):
         start = ("logits", start)
     R = _relprop_head(model, trace, start, result)
     ctx = trace.context
     for i in range(model.num_layers - 1, stop_layer - 1, -1):
-        R = _relprop_block(model.blocks[i], trace.acts[i], R, result, i, ctx.rope_for(i) if ctx else None)
+        R = _relprop_block(model.blocks[i], trace.acts[i], R, result, i, ctx.rope_for(i) if ctx else None,
+                           to_input=tokens or to_pixels or i > stop_layer)
     result.tokens = R
     if to_pixels:
         p = model.num_prefix_tokens

@@ -13,51 +13,30 @@ The two timings are interleaved (A, B, A, B, ...) and the medians compared, so a
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import add_timing_options, interleaved, setup_threads  # noqa: E402
 
 import explainers  # noqa: E402
 from explainers import metrics as M  # noqa: E402
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``fa`` and ``fb``, run alternately after one warm-up each."""
-    fa(), fb()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, acc in ((fa, ta), (fb, tb)):
-            _sync()
-            t0 = time.perf_counter()
-            fn()
-            _sync()
-            acc.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
 
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deit_tiny_patch16_224")
     ap.add_argument("--weights", default=str(ROOT.parent / "shared" / "weights" / "deit_tiny_patch16_224"))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--presets", default="standard,notebook,chefer")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    add_timing_options(ap, repeats=5)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    print(setup_threads(args))
 
     from PIL import Image
 

@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import add_timing_options, interleaved, setup_threads  # noqa: E402
 
 import explainers  # noqa: E402
 from explainers import metrics as M  # noqa: E402
@@ -35,40 +35,18 @@ from explainers import sanity  # noqa: E402
 DEFAULT_METHODS = "attention_rollout,chefer_rollout,attention_gradcam,transformer_attribution"
 
 
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``fa`` and ``fb``, run alternately after one warm-up each."""
-    fa(), fb()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, acc in ((fa, ta), (fb, tb)):
-            _sync()
-            t0 = time.perf_counter()
-            fn()
-            _sync()
-            acc.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deit_tiny_patch16_224")
     ap.add_argument("--weights", default=str(ROOT.parent / "shared" / "weights" / "deit_tiny_patch16_224"))
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--image", default=str(ROOT / "assets" / "samples" / "chelsea.png"))
     ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated, or 'all'")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="insertion/deletion and ROAD steps")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--skip-cascade", action="store_true")
     ap.add_argument("--skip-road", action="store_true")
+    add_timing_options(ap, repeats=3)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    print(setup_threads(args))
     model = explainers.load_model(args.model, weights=args.weights, device=args.device)
     x = model.preprocess(explainers.load_image(args.image))
     out: dict = {"cascade": [], "road": None}

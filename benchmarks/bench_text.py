@@ -24,7 +24,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
+
+from timing import add_timing_options, interleaved, setup_threads  # noqa: E402
 
 import explainers  # noqa: E402
 from explainers import text  # noqa: E402
@@ -33,24 +36,6 @@ from explainers.targets import ClassLogit  # noqa: E402
 SIZES = {"tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
          "small": dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768)}
 LABELS = ["a photo of a dog", "a cat", "a red car on the road", "a bird in the sky"]
-
-
-def _sync():
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
-    fa(), fb()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, acc in ((fa, ta), (fb, tb)):
-            _sync()
-            t0 = time.perf_counter()
-            fn()
-            _sync()
-            acc.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
 
 
 def build(size: str, device: str):
@@ -70,14 +55,11 @@ def build(size: str, device: str):
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="small", choices=sorted(SIZES))
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", default="", help="comma-separated (default: all)")
     ap.add_argument("--full", action="store_true", help="the methods' default parameters (default: the cheapest)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    add_timing_options(ap, repeats=3)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    print(setup_threads(args))
     m, clf, fast_params = build(args.size, args.device)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(args.device)
     target = text.TextSimilarity("a cat", labels=LABELS)

@@ -1,15 +1,18 @@
 """The Compare page: every chosen method on the current image, each shown as soon as it finishes (with a
 Stop button), one table sortable by a chosen metric with the best highlighted and the reference maps (random,
 centred Gaussian) as the floor, and the insertion / deletion curves of all methods with the legend under
-the axes."""
+the axes. Optional columns add the newer metrics (ROAD, faithfulness correlation, sparseness, relevance
+mass / rank accuracy: the numbers of ``explainers.metrics.extra_scores``), cached like the curves."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 import explainers
 from explainers import METHODS, metrics
+from explainers.evaluation.report import COLUMN_TITLES
 
 from . import compute, plots, state
 from .state import Context
@@ -20,6 +23,43 @@ DEFAULT_METHODS = ("attention_rollout", "gradient_rollout", "generic_attention",
                    "attention_last_layer", "attention_gradcam", "chefer_rollout", "lrp_last_layer", "saliency",
                    "gradcam", "legrad")
 METRIC_COLUMNS = {"insertion AUC ↑": True, "deletion AUC ↓": False, "energy in box ↑": True, "seconds": False}
+EXTRA_COLUMNS = {COLUMN_TITLES[m]: m for m in metrics.EXTRA_METRICS}  # optional columns: title -> metric
+METRIC_COLUMNS.update({t: metrics.METRICS[m].higher_is_better for t, m in EXTRA_COLUMNS.items()})
+_ROAD = ("road_morf_auc", "road_lerf_auc", "road_gap")
+_NEEDS_BOX = ("relevance_mass_accuracy", "relevance_rank_accuracy")
+
+
+def _extra_values(ctx: Context, name: str, exp, cs, box, wanted: list[str]) -> dict:
+    """The chosen newer metrics of one map, as ``metrics.extra_scores`` computes them (same seeds, ROAD at the
+    curve settings' preset and steps); each metric cached per capture, parameters, settings and box."""
+    heavy, _ = compute.split_params(name, METHODS[name].defaults(), ctx.model)
+    base = ("extra", compute.capture_key(ctx, name, heavy), compute.freeze(exp.params),
+            None if cs is None else (cs.preset, cs.steps))
+    store, x, sal, size = compute.curve_store(), ctx.x(), exp.heatmap, ctx.model.input_size
+    out = {}
+    for m in wanted:
+        if m in _NEEDS_BOX and box is None:
+            continue
+        key = (*base, m, box if m in _NEEDS_BOX else None)
+        v = store.get(key)
+        if v is None:
+            if m in _ROAD:
+                c = metrics.road(ctx.model, x, sal, ctx.target, preset=cs and cs.preset, steps=cs and cs.steps)
+                road = {"road_morf_auc": c.morf_auc, "road_lerf_auc": c.lerf_auc, "road_gap": c.gap}
+                for k2, v2 in road.items():  # one ROAD run gives the three columns
+                    store.put((*base, k2, None), v2)
+                v = road[m]
+            elif m == "faithfulness_correlation":
+                v = metrics.faithfulness_correlation(ctx.model, x, sal, ctx.target)
+            elif m == "sparseness":
+                v = metrics.sparseness(sal, size)
+            else:
+                fn = metrics.relevance_mass_accuracy if m == "relevance_mass_accuracy" else \
+                    metrics.relevance_rank_accuracy
+                v = fn(sal, [box], size)
+            store.put(key, v)
+        out[COLUMN_TITLES[m]] = round(float(v), 4)
+    return out
 
 
 def _box_inputs(ctx: Context) -> tuple | None:
@@ -58,11 +98,26 @@ def _box_inputs(ctx: Context) -> tuple | None:
     return box
 
 
+def _extra_choice(ctx: Context) -> list[str]:
+    """The optional metric columns chosen (metric names); they need a class target."""
+    picked = st.multiselect("More metric columns", list(metrics.EXTRA_METRICS), default=[], key="cmp.extra",
+                            format_func=lambda m: COLUMN_TITLES[m], persist_state="session",
+                            help="ROAD (noisy linear imputation, MoRF / LeRF), faithfulness correlation, "
+                                 "sparseness; relevance mass / rank accuracy need the pointing game box. ROAD and "
+                                 "faithfulness correlation cost about 40 and 50 forward passes per method.")
+    if picked and not isinstance(ctx.target, (int, np.integer)):
+        st.info("The extra metric columns score a class: choose a class target in the sidebar.")
+        return []
+    if any(m in _NEEDS_BOX for m in picked) and not st.session_state.get("cmp.box.on"):
+        st.caption("Relevance mass / rank accuracy appear once the pointing game box is on.")
+    return picked
+
+
 def _stop(job) -> None:
     st.session_state["cmp.stopped"] = job
 
 
-def _row(ctx: Context, name: str, exp, c, box) -> dict:
+def _row(ctx: Context, name: str, exp, c, box, extra: dict | None = None) -> dict:
     H, W = ctx.model.input_size
     row = {"method": name_of(name) if name in METHODS else f"{name} (reference)",
            "class": "—" if name not in METHODS else ("specific" if class_specific(name) else "agnostic"),
@@ -77,6 +132,7 @@ def _row(ctx: Context, name: str, exp, c, box) -> dict:
             hit = metrics.pointing_game(sal, [box], (H, W))
             row["pointing game"] = None if hit is None else ("hit" if hit else "miss")
             row["energy in box ↑"] = round(metrics.energy_pointing_game(sal, [box], (H, W)), 4)
+    row.update(extra or {})
     return row
 
 
@@ -106,10 +162,8 @@ def results_table(rows: list[dict], sort_by: str) -> None:
 
 
 def compare_page() -> None:
-    st.title("Compare methods")
-    st.caption("The chosen methods on the current image with their default parameters: maps, faithfulness and "
-               "cost. Each appears as soon as it is done.")
-    ctx = state.context()
+    ctx = state.page_context("Compare methods", "The chosen methods on the current image with their default "
+                             "parameters: maps, faithfulness and cost. Each appears as soon as it is done.")
     if ctx is None:
         return
     names = list(METHODS)
@@ -119,12 +173,15 @@ def compare_page() -> None:
     cs = curve_settings("cmp")
     with st.expander("Pointing game box", expanded=False):
         box = _box_inputs(ctx)
+    extra = _extra_choice(ctx)
     if not chosen:
         st.info("Choose at least one method.")
         return
-    sortable = [k for k in METRIC_COLUMNS if (cs is not None or "AUC" not in k) and (box is not None or "box" not in k)]
+    sortable = [k for k in METRIC_COLUMNS if k not in EXTRA_COLUMNS and (cs is not None or "AUC" not in k)
+                and (box is not None or "box" not in k)]
+    sortable += [COLUMN_TITLES[m] for m in extra if box is not None or m not in _NEEDS_BOX]
     sort_by = st.selectbox("Sort the table by", sortable, key="cmp.sort", persist_state="session")
-    job = (ctx.model_key, ctx.image_hash, ctx.target, tuple(chosen), cs)
+    job = (ctx.model_key, ctx.image_hash, ctx.target_key, tuple(chosen), cs, tuple(extra))
     stopped = st.session_state.get("cmp.stopped") == job
     top = st.empty()
     cols = st.columns(4)
@@ -143,12 +200,13 @@ def compare_page() -> None:
         try:
             exp = compute.explain(ctx, name, defaults)
             c = compute.curves(ctx, name, defaults, exp, cs) if cs is not None else None
+            more = _extra_values(ctx, name, exp, cs, box, extra) if extra else None
         except explainers.ExplainerError as e:
             tiles[i].error(f"{name_of(name)}: {e}")
             continue
         if c is not None:
             named_curves[name_of(name)] = c
-        rows.append(_row(ctx, name, exp, c, box))
+        rows.append(_row(ctx, name, exp, c, box, more))
         agnostic = "" if class_specific(name) else " · class-agnostic"
         tiles[i].image(overlay_tile(ctx, exp), caption=f"{name_of(name)} · {exp.seconds:.2f} s{agnostic}",
                        width="stretch")

@@ -13,6 +13,7 @@ import streamlit as st
 
 import explainers
 from explainers import METHODS, metrics
+from explainers.evaluation.report import COLUMN_TITLES
 
 from . import state
 from .views import STEP_CHOICES, name_of
@@ -59,10 +60,9 @@ def _images(source: str) -> list[tuple[str, object]]:
 def evaluate_page() -> None:
     from explainers import evaluate
 
-    st.title("Evaluate")
-    st.caption("Batch evaluation: every chosen method on every image (its predicted class), scored with the "
-               "insertion/deletion protocol; a summary table per method and the mean curves.")
-    ctx = state.context()
+    ctx = state.page_context("Evaluate", "Batch evaluation: every chosen method on every image (its predicted "
+                             "class), scored with the insertion/deletion protocol; a summary table per method and "
+                             "the mean curves.")
     if ctx is None:
         return
     source = st.radio("Images", ["Bundled samples", "Upload"], key="ev.source", horizontal=True,
@@ -80,6 +80,9 @@ def evaluate_page() -> None:
     steps = c2.selectbox("Steps", [None, *STEP_CHOICES], index=2, key="ev.steps", persist_state="session",
                          format_func=lambda s: "preset's own" if s is None else str(s))
     st.caption(metrics.PRESETS[preset].doc)
+    extra = st.toggle("Also score the newer metrics (slower)", key="ev.extra", persist_state="session",
+                      help="ROAD (MoRF / LeRF AUC and their gap), faithfulness correlation, sparseness and, with "
+                           "boxes, relevance mass / rank accuracy: about 90 more forward passes per map.")
     if images and len(images) < MIN_IMAGES_FOR_CI:
         st.warning(f"{len(images)} image(s): the 95% confidence intervals need at least {MIN_IMAGES_FOR_CI} images "
                    "to mean much (with one image there is none).")
@@ -93,7 +96,7 @@ def evaluate_page() -> None:
 
         try:
             rows = evaluate.evaluate_images(ctx.model, images, chosen, boxes=boxes, preset=preset, steps=steps,
-                                            progress=progress)
+                                            progress=progress, extra=extra)
         except explainers.ExplainerError as e:
             st.error(f"The evaluation failed: {e}")
             return
@@ -168,9 +171,7 @@ def _boxes_upload() -> dict | None:
     return boxes
 
 
-SUMMARY_TITLES = {"insertion_auc": "insertion AUC ↑", "deletion_auc": "deletion AUC ↓",
-                  "pointing_game": "pointing game ↑", "energy_pointing_game": "energy pointing ↑",
-                  "seconds": "seconds / image"}
+SUMMARY_TITLES = {**COLUMN_TITLES, "seconds": "seconds / image"}
 
 
 def summary_table(summary: list[dict]) -> pd.DataFrame:

@@ -65,6 +65,39 @@ def test_imputation_reproduces_a_linear_gradient_in_the_interior():
     assert np.abs(M.noisy_linear_imputation(img, removed, noise=0.0) - img).max() > 1e-3
 
 
+def test_imputation_fast_path_equals_a_direct_solve():
+    """The nested-dissection ordered sparse LU gives the solution of the system written out pixel by pixel
+    (dense, numpy.linalg.solve), with the noise drawn in raster order of the removed pixels as before."""
+    from explainers.metrics import road_metric as RM
+
+    rng = np.random.default_rng(3)
+    C, H, W = 2, 13, 17
+    img = rng.standard_normal((C, H, W))
+    removed = rng.random((H, W)) < 0.6
+    idx = np.flatnonzero(removed)
+    pos = {int(p): j for j, p in enumerate(idx)}
+    A, rhs = np.zeros((idx.size, idx.size)), np.zeros((idx.size, C))
+    for j, p in enumerate(idx):
+        y, x = divmod(int(p), W)
+        for dy, dx, w in RM.NEIGHBOURS:
+            ny, nx = y + dy, x + dx
+            if 0 <= ny < H and 0 <= nx < W:
+                A[j, j] -= w
+                q = ny * W + nx
+                if q in pos:
+                    A[j, pos[q]] += w
+                else:
+                    rhs[j] -= w * img[:, ny, nx]
+    want = img.reshape(C, -1).copy()
+    want[:, idx] = np.linalg.solve(A, rhs).T
+    np.testing.assert_allclose(M.noisy_linear_imputation(img, removed, noise=0).reshape(C, -1), want, atol=1e-12)
+    noisy = M.noisy_linear_imputation(img, removed, noise=0.5, seed=7).reshape(C, -1)
+    want[:, idx] += 0.5 * np.random.default_rng(7).standard_normal((C, idx.size))
+    np.testing.assert_allclose(noisy, want, atol=1e-12)
+    keys = RM._dissection_keys(224, 224)
+    assert np.array_equal(np.sort(keys), np.arange(224 * 224))  # an ordering of every pixel
+
+
 def test_imputation_matches_quantus(quantus):
     from quantus.functions.perturb_func import noisy_linear_imputation
 

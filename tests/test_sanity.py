@@ -187,6 +187,29 @@ def test_similarities_match_quantus(quantus, deit_tiny, x_cat):
     assert abs(R.topk_intersection(a, b) - tki[0]) < 2 / k  # Quantus breaks ties with an unstable sort
 
 
+def test_map_comparer_fast_path_equals_direct_computations():
+    """MapComparer (one unstable sort per map, the reference's SSIM window statistics cached) gives what scipy's
+    Spearman, scikit-image's SSIM and a stable-sort top-k give, on maps with and without ties."""
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(0)
+    for case in range(4):
+        a, b = rng.random((40, 56)), rng.random((40, 56)) * 1.3 - 0.1  # b leaves [0, 1]: clipped for SSIM
+        if case % 2:  # plateaus: many ties, also across the top-k cut
+            a, b = np.round(a * 4) / 4, np.round(b * 3) / 3
+        sims = R.MapComparer(a, k=0.1)(b)
+        n = int(round(0.1 * a.size))
+        top = [set(np.argsort(-m.ravel(), kind="stable")[:n]) for m in (a, b)]
+        assert sims["spearman"] == pytest.approx(spearmanr(a.ravel(), b.ravel())[0], abs=1e-12)
+        assert sims["ssim"] == pytest.approx(structural_similarity(np.clip(a, 0, 1), np.clip(b, 0, 1),
+                                                                   data_range=1.0), abs=1e-12)
+        assert sims["topk"] == len(top[0] & top[1]) / n
+    small = rng.random((5, 6))  # smaller than SSIM's 7 x 7 window: scikit-image's own message
+    with pytest.raises(ValueError):
+        R.MapComparer(small)(small)
+
+
 def test_quantus_random_logit_with_the_adapter(quantus, deit_tiny, x_cat):
     from quantus.functions.similarity_func import correlation_spearman
 

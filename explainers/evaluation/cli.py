@@ -26,7 +26,7 @@ def cmd_evaluate(args) -> int:
     common = {"methods": args.methods, "boxes_path": args.boxes, "preset": args.preset, "limit": args.limit,
               "steps": args.steps, "batch_size": args.batch_size, "tolerance": args.tolerance,
               "show_progress": not args.quiet, "ground_truth": args.ground_truth, "meta": args.meta,
-              "chunk_size": args.chunk_size}
+              "chunk_size": args.chunk_size, "extra": args.extra_metrics}
     try:
         if args.ray:
             from .distributed import RayWorkers
@@ -77,6 +77,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="perturbed images per forward pass (default 32)")
     p.add_argument("--tolerance", type=float, default=15, help="pointing game tolerance in pixels (default 15)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--extra-metrics", action="store_true",
+                   help="also score ROAD (MoRF/LeRF AUC, gap), faithfulness correlation, sparseness and, with boxes, "
+                        "relevance mass / rank accuracy (about 90 more forward passes per map)")
     p.add_argument("--out", required=True, help="output folder (results.csv, summary, curves.html)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from ..text_cli import add_evaluate_options

@@ -12,8 +12,10 @@ import torch
 
 from ..errors import ExplainerError, InvalidParameterError
 from ..metrics import (
+    EXTRA_METRICS,
     boxes_to_input_frame,
     energy_pointing_game,
+    extra_scores,
     gaussian_map,
     get_preset,
     insertion_deletion,
@@ -25,6 +27,16 @@ from ..metrics import (
 REFERENCE_METHODS = ("random", "gaussian")
 RESULT_COLUMNS = ("image", "method", "target", "target_label", "label", "correct", "probability", "insertion_auc",
                   "deletion_auc", "pointing_game", "energy_pointing_game", "seconds", "metric_seconds", "error")
+EXTRA_COLUMNS = EXTRA_METRICS  # the newer metrics, scored with ``extra=True`` (``evaluate --extra-metrics``)
+
+
+def result_columns(extra: bool = False) -> tuple[str, ...]:
+    """The columns of results.csv: :data:`RESULT_COLUMNS`, with ``extra`` the :data:`EXTRA_COLUMNS` before the
+    timings (``error`` stays last: a row cut by an interruption has none)."""
+    if not extra:
+        return RESULT_COLUMNS
+    i = RESULT_COLUMNS.index("seconds")
+    return RESULT_COLUMNS[:i] + tuple(EXTRA_COLUMNS) + RESULT_COLUMNS[i:]
 
 
 def resolve_methods(methods) -> list[str]:
@@ -57,8 +69,9 @@ def _box_entry(boxes, name):
     return boxes.get(name) or boxes.get(Path(name).name)
 
 
-def _blank_row(name: str, method: str, preset_name: str) -> dict:
-    return {"image": name, "method": method, "target": None, "target_label": "", "label": None, "correct": None,
+def _blank_row(name: str, method: str, preset_name: str, extra: bool = False) -> dict:
+    return {**(dict.fromkeys(EXTRA_COLUMNS, math.nan) if extra else {}),
+            "image": name, "method": method, "target": None, "target_label": "", "label": None, "correct": None,
             "probability": math.nan, "insertion_auc": math.nan, "deletion_auc": math.nan, "pointing_game": None,
             "energy_pointing_game": math.nan, "seconds": math.nan, "metric_seconds": math.nan, "error": "",
             "preset": preset_name}
@@ -67,8 +80,11 @@ def _blank_row(name: str, method: str, preset_name: str) -> dict:
 def evaluate_image(model, name: str, image, methods: Iterable[str], boxes: dict | None = None, preset=None,
                    steps: int | None = None, batch_size: int | None = None, tolerance: float = 15,
                    method_params: dict | None = None, on_row: Callable[[dict], object] | None = None,
-                   progress: Callable[[], bool] | None = None) -> list[dict]:
-    """All ``methods`` on one image: explain the predicted class, then score the map. One row per method."""
+                   progress: Callable[[], bool] | None = None, extra: bool = False) -> list[dict]:
+    """All ``methods`` on one image: explain the predicted class, then score the map. One row per method.
+
+    extra: also score the newer metrics (:data:`EXTRA_COLUMNS`: ROAD at the same preset and steps, faithfulness
+    correlation, sparseness, and with boxes relevance mass / rank accuracy; ``metrics.extra_scores``, seed 0)."""
     from ..api import explain
     from ..images import load_image
 
@@ -89,7 +105,8 @@ def evaluate_image(model, name: str, image, methods: Iterable[str], boxes: dict 
     grid = model.grid(x)
     rows = []
     for method in methods:
-        row = {"image": name, "method": method, "target": pred, "target_label": labels[pred] if labels else str(pred),
+        row = {**(dict.fromkeys(EXTRA_COLUMNS, math.nan) if extra else {}),
+               "image": name, "method": method, "target": pred, "target_label": labels[pred] if labels else str(pred),
                "label": gt, "correct": None if gt is None else int(pred == gt),
                "probability": float(probs[pred]), "insertion_auc": math.nan, "deletion_auc": math.nan,
                "pointing_game": None, "energy_pointing_game": math.nan, "seconds": math.nan,
@@ -113,6 +130,9 @@ def evaluate_image(model, name: str, image, methods: Iterable[str], boxes: dict 
                 hit = pointing_game(sal, frame_boxes, (H, W), tolerance)
                 row["pointing_game"] = None if hit is None else int(hit)
                 row["energy_pointing_game"] = energy_pointing_game(sal, frame_boxes, (H, W))
+            if extra:
+                more = extra_scores(model, x, sal, pred, boxes=frame_boxes, preset=p, steps=steps, label=gt)
+                row.update({k: math.nan if v is None else v for k, v in more.items()})
             row["metric_seconds"] = time.perf_counter() - t1
         except ExplainerError as e:
             row["error"] = f"{type(e).__name__}: {e}"
@@ -127,7 +147,8 @@ def evaluate_image(model, name: str, image, methods: Iterable[str], boxes: dict 
 def evaluate_images(model, images, methods="all", boxes: dict | None = None, preset=None,
                     progress: Callable[[int, int], object] | None = None, steps: int | None = None,
                     batch_size: int | None = None, tolerance: float = 15, method_params: dict | None = None,
-                    skip: set | None = None, on_row: Callable[[dict], object] | None = None) -> list[dict]:
+                    skip: set | None = None, on_row: Callable[[dict], object] | None = None,
+                    extra: bool = False) -> list[dict]:
     """Explain and score every image with every method.
 
     images: list of ``(name, image)`` (PIL image, path or bytes); ``name`` keys ``boxes``.
@@ -137,6 +158,7 @@ def evaluate_images(model, images, methods="all", boxes: dict | None = None, pre
     progress: ``callback(done, total)`` after each (image, method); returning False stops the run, and the
         rows finished so far are returned.
     skip: set of (image, method) pairs already done (resuming).
+    extra: also score the newer metrics (:data:`EXTRA_COLUMNS`; see :func:`evaluate_image`).
     Returns plain row dicts (see :data:`RESULT_COLUMNS`; plus ``fractions``, ``insertion_curve``,
     ``deletion_curve`` lists).
     """
@@ -159,7 +181,7 @@ def evaluate_images(model, images, methods="all", boxes: dict | None = None, pre
 
     for n, img, ms in todo:
         rows += evaluate_image(model, n, img, ms, boxes, preset, steps, batch_size, tolerance, method_params,
-                               on_row, tick)
+                               on_row, tick, extra)
         if stopped:
             break
     return rows
@@ -178,7 +200,7 @@ def read_image_bytes(path) -> tuple[bytes | None, str]:
 
 def evaluate_item(model, name: str, data: bytes | None, read_error: str, methods: list[str], entry: dict | None,
                   preset=None, steps: int | None = None, batch_size: int | None = None, tolerance: float = 15,
-                  on_row: Callable[[dict], object] | None = None) -> list[dict]:
+                  on_row: Callable[[dict], object] | None = None, extra: bool = False) -> list[dict]:
     """One image of the evaluate command (its bytes and box entry) with ``methods``; never raises an Exception.
 
     A method that raises (any exception, not only the library's errors) is recorded as a row with its error and
@@ -196,17 +218,17 @@ def evaluate_item(model, name: str, data: bytes | None, read_error: str, methods
     while left:
         if data is None:
             for m in left:
-                emit({**_blank_row(name, m, p.name), "label": label, "error": read_error})
+                emit({**_blank_row(name, m, p.name, extra), "label": label, "error": read_error})
             break
         before = len(rows)
         stream = io.BytesIO(data)
         stream.name = name  # load_image names the file in its errors
         try:
             evaluate_image(model, name, stream, left, {name: entry} if entry else None, p, steps, batch_size,
-                           tolerance, on_row=emit)
+                           tolerance, on_row=emit, extra=extra)
             break
         except Exception as e:  # any failure is recorded in the results and the run goes on
             done = len(rows) - before
-            emit({**_blank_row(name, left[done], p.name), "label": label, "error": f"{type(e).__name__}: {e}"})
+            emit({**_blank_row(name, left[done], p.name, extra), "label": label, "error": f"{type(e).__name__}: {e}"})
             left = left[done + 1:]
     return rows

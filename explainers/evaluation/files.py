@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import InvalidParameterError
 from ..metrics import get_preset
-from .core import RESULT_COLUMNS, evaluate_item, read_image_bytes, resolve_methods
+from .core import evaluate_item, read_image_bytes, resolve_methods, result_columns
 from .inputs import list_images, load_boxes
 from .report import curves_figure, summarize, summary_markdown
 
@@ -139,7 +139,7 @@ def _run_serial(model, chunks, params: dict, sink: Callable[[list[dict]], bool])
 def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, preset=None, limit=None,
                    steps=None, batch_size=None, tolerance: float = 15, show_progress: bool = True,
                    ground_truth=None, meta=None, chunk_size: int | None = None,
-                   progress: Callable[[int, int], object] | None = None) -> dict:
+                   progress: Callable[[int, int], object] | None = None, extra: bool = False) -> dict:
     """The ``evaluate`` command as a function: evaluate, resume, and write the result files.
 
     model: a loaded model (serial run) or a ``RayWorkers`` pool (sharded on Ray; same rows and numbers).
@@ -147,6 +147,8 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
     (see :func:`~explainers.evaluation.inputs.imagenet_val_labels`).
     chunk_size: (image, method) pairs per work item (default: the number of methods, one image).
     progress: ``callback(done, total)`` after rows are written; returning False stops after the current item.
+    extra: also score the newer metrics (ROAD, faithfulness correlation, sparseness, relevance mass / rank
+    accuracy) as columns of results.csv and the summaries (``--extra-metrics``).
     Returns the paths of the files and counts ("rows", "images", "errors", "computed", "failed").
     """
     p = get_preset(preset)
@@ -158,10 +160,14 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
 
     config = {"model": getattr(model, "name", str(model)), "weights": str(getattr(model, "weights_path", "") or ""),
               "preset": p.name, "steps": steps, "tolerance": tolerance}
+    if extra:  # only then: folders written before the option existed still resume
+        config["extra_metrics"] = True
     cfg_path = out / "run.json"
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
+        if bool(old.get("extra_metrics")) != extra:  # the columns of results.csv differ
+            diff["extra_metrics"] = (bool(old.get("extra_metrics")), extra)
         if diff:
             raise InvalidParameterError(
                 f"{out} holds results of another configuration ({diff}); use another --out folder")
@@ -174,7 +180,8 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
     todo = [t for t in todo if t[2]]
     total = sum(len(t[2]) for t in todo)
     chunks = make_chunks(todo, chunk_size or len(names))
-    params = {"preset": p.name, "steps": steps, "batch_size": batch_size, "tolerance": tolerance}
+    params = {"preset": p.name, "steps": steps, "batch_size": batch_size, "tolerance": tolerance, "extra": extra}
+    columns = result_columns(extra)
     new_res, new_cur = not res_path.exists(), not cur_path.exists()
     for path in (res_path, cur_path):  # a line cut by an interruption must not swallow the next row
         if path.exists() and path.stat().st_size:
@@ -186,7 +193,7 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
     with res_path.open("a", newline="") as fr, cur_path.open("a", newline="") as fc:
         wr, wc = csv.writer(fr), csv.writer(fc)
         if new_res:
-            wr.writerow(RESULT_COLUMNS)
+            wr.writerow(columns)
         if new_cur:
             wc.writerow(("image", "method", "curve", "values"))
         fr.flush()
@@ -205,7 +212,7 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
                         wc.writerow((row["image"], row["method"], c, " ".join(repr(v) for v in row[f"{c}_curve"])))
             fc.flush()
             for row in rows:
-                wr.writerow([_cell(row.get(c)) for c in RESULT_COLUMNS])
+                wr.writerow([_cell(row.get(c)) for c in columns])
             fr.flush()
             count["done"] += len(rows)
             if bar is not None:

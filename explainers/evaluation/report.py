@@ -7,10 +7,14 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..metrics import METRICS
+from ..metrics import EXTRA_METRICS, METRICS
 from .core import REFERENCE_METHODS
 
 SUMMARY_METRICS = ("insertion_auc", "deletion_auc", "pointing_game", "energy_pointing_game", "seconds")
+# column titles of the tables (markdown summary, the app's Evaluate and Compare pages): the title and its arrow
+COLUMN_TITLES = {"insertion_auc": "insertion AUC ↑", "deletion_auc": "deletion AUC ↓",
+                 "pointing_game": "pointing game ↑", "energy_pointing_game": "energy pointing ↑",
+                 **{m: f"{METRICS[m].title} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in EXTRA_METRICS}}
 
 
 def _t975(n: int) -> float:
@@ -38,13 +42,17 @@ def _values(rows, method, metric) -> np.ndarray:
     return np.asarray(vals, dtype=np.float64)
 
 
-def summarize(rows: list[dict], metrics: Iterable[str] = SUMMARY_METRICS) -> list[dict]:
+def summarize(rows: list[dict], metrics: Iterable[str] | None = None) -> list[dict]:
     """Mean and 95% confidence interval (Student t) per method and metric, best first within each metric.
+
+    metrics: default :data:`SUMMARY_METRICS` and the newer metrics (``EXTRA_METRICS``) the rows hold.
 
     Returns rows {"metric", "method", "n", "mean", "ci95" (half-width), "low", "high", "higher_is_better"}.
     Skipped values (pointing game on images whose boxes cover half the frame) and failures are left out.
     """
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    if metrics is None:
+        metrics = SUMMARY_METRICS + tuple(m for m in EXTRA_METRICS if any(r.get(m) not in (None, "") for r in rows))
     out = []
     for metric in metrics:
         hib = METRICS[metric].higher_is_better if metric in METRICS else False
@@ -73,9 +81,8 @@ def summary_markdown(summary: list[dict], sort_by: str = "insertion_auc") -> str
     by = {(s["metric"], s["method"]): s for s in summary}
     order = [s["method"] for s in summary if s["metric"] == sort_by] or list(dict.fromkeys(
         s["method"] for s in summary))
-    cols = [m for m in SUMMARY_METRICS if any(s["metric"] == m for s in summary)]
-    titles = {"insertion_auc": "insertion AUC ↑", "deletion_auc": "deletion AUC ↓", "pointing_game": "pointing game ↑",
-              "energy_pointing_game": "energy pointing ↑", "seconds": "s / image"}
+    cols = [m for m in SUMMARY_METRICS + tuple(EXTRA_METRICS) if any(s["metric"] == m for s in summary)]
+    titles = {**COLUMN_TITLES, "seconds": "s / image"}
     lines = ["| method | " + " | ".join(titles.get(c, c) for c in cols) + " | n |",
              "|---|" + "---:|" * len(cols) + "---:|"]
     for m in order:

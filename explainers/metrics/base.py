@@ -197,10 +197,11 @@ class RandomLogitSimilarity(_SanityMetric):
 
 
 def extra_scores(model, x, saliency, target, boxes=None, preset=None, steps=None, seed: int = 0,
-                 road_noise: float = 0.01, fc_runs: int = 50) -> dict:
+                 road_noise: float = 0.01, fc_runs: int = 50, label: int | None = None) -> dict:
     """Every newer score of one map (the evaluation's extra columns): ROAD MoRF/LeRF AUC and gap, faithfulness
-    correlation, sparseness, and with ``boxes`` (model-input frame) relevance mass and rank accuracy."""
-    c = road(model, x, saliency, target, preset=preset, steps=steps, noise=road_noise, seed=seed)
+    correlation, sparseness, and with ``boxes`` (model-input frame) relevance mass and rank accuracy.
+    label: the class counted as correct when the preset scores accuracy (default ``target``)."""
+    c = road(model, x, saliency, target, preset=preset, steps=steps, noise=road_noise, seed=seed, label=label)
     size = tuple(x.shape[-2:])
     has_boxes = boxes is not None and len(boxes) > 0
     return {"road_morf_auc": c.morf_auc, "road_lerf_auc": c.lerf_auc, "road_gap": c.gap,

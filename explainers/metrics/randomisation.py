@@ -117,8 +117,11 @@ def randomise_(module: nn.Module, param_names, seed: int, group: str) -> None:
             std = float(v.std()) if v.numel() > 1 else 0.0
             if not std > 0:
                 std = 0.02
-            noise = torch.randn(p.shape, generator=g).mul_(std).add_(mean)
-            p.copy_(noise.to(device=p.device, dtype=p.dtype))
+            if p.device.type == "cpu" and p.dtype == torch.float32 and p.is_contiguous():
+                p.normal_(generator=g).mul_(std).add_(mean)  # the same draws as randn below, without a copy
+            else:
+                noise = torch.randn(p.shape, generator=g).mul_(std).add_(mean)
+                p.copy_(noise.to(device=p.device, dtype=p.dtype))
 
 
 @dataclass(frozen=True)
@@ -163,18 +166,61 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 def _ranks_top(a: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Average ranks of the values (descending; ties share their mean rank, as scipy's ``rankdata``) and the
-    mask of the ``n`` highest (ties in raster order), from one stable sort."""
+    mask of the ``n`` highest (ties in raster order), from one sort. The sort need not be stable (average ranks
+    do not depend on the order within ties; the top-n ties are taken in raster order explicitly), so numpy's
+    SIMD quicksort serves: ~10x faster than a stable sort of a 224 x 224 map."""
     flat = -a.ravel()
-    order = np.argsort(flat, kind="stable")
+    order = np.argsort(flat, kind="quicksort")
     srt = flat[order]
-    new = np.r_[True, srt[1:] != srt[:-1]]
-    dense = np.empty(flat.size, dtype=np.int64)
-    dense[order] = np.cumsum(new)
-    count = np.r_[np.flatnonzero(new), flat.size]
-    ranks = 0.5 * (count[dense] + count[dense - 1] + 1)
-    top = np.zeros(flat.size, dtype=bool)
-    top[order[:n]] = True
+    new = np.empty(flat.size, dtype=bool)
+    new[:1] = True
+    np.not_equal(srt[1:], srt[:-1], out=new[1:])
+    ranks = np.empty(flat.size, dtype=np.float64)
+    if new.all():  # no ties: the ranks are the inverse permutation
+        ranks[order] = np.arange(1, flat.size + 1, dtype=np.float64)
+    else:
+        dense = np.empty(flat.size, dtype=np.int64)
+        dense[order] = np.cumsum(new)
+        count = np.r_[np.flatnonzero(new), flat.size]
+        ranks = 0.5 * (count[dense] + count[dense - 1] + 1)
+    cut = srt[n - 1]
+    if np.isnan(cut):  # NaNs sort last: fall back to the stable order
+        top = np.zeros(flat.size, dtype=bool)
+        top[np.argsort(flat, kind="stable")[:n]] = True
+        return ranks, top
+    top = flat < cut
+    ties = np.flatnonzero(flat == cut)
+    top[ties[:n - int(top.sum())]] = True
     return ranks, top
+
+
+_SSIM_WIN, _SSIM_C1, _SSIM_C2 = 7, 0.01 ** 2, 0.03 ** 2
+
+
+def _ssim_stats(a: np.ndarray):
+    """scikit-image's SSIM window statistics of one [0, 1] map (uniform 7 x 7 window, sample covariance):
+    (map, local mean, local variance); ``None`` when the map is smaller than the window."""
+    from scipy.ndimage import uniform_filter
+
+    if min(a.shape) < _SSIM_WIN:
+        return None
+    a = np.clip(a, 0, 1)
+    u = uniform_filter(a, size=_SSIM_WIN)
+    cov_norm = _SSIM_WIN ** 2 / (_SSIM_WIN ** 2 - 1)
+    return a, u, cov_norm * (uniform_filter(a * a, size=_SSIM_WIN) - u * u)
+
+
+def _ssim_from(sa, sb) -> float:
+    """``structural_similarity(a, b, data_range=1)`` from the two maps' window statistics (the same arithmetic
+    as scikit-image 0.2x, so the same value; each map's own statistics are computed once)."""
+    from scipy.ndimage import uniform_filter
+
+    (a, ux, vx), (b, uy, vy) = sa, sb
+    cov_norm = _SSIM_WIN ** 2 / (_SSIM_WIN ** 2 - 1)
+    vxy = cov_norm * (uniform_filter(a * b, size=_SSIM_WIN) - ux * uy)
+    s = ((2 * ux * uy + _SSIM_C1) * (2 * vxy + _SSIM_C2)) / ((ux ** 2 + uy ** 2 + _SSIM_C1) * (vx + vy + _SSIM_C2))
+    pad = (_SSIM_WIN - 1) // 2
+    return float(s[pad:-pad, pad:-pad].mean(dtype=np.float64))
 
 
 class MapComparer:
@@ -191,6 +237,13 @@ class MapComparer:
         self.flat = np.ptp(self.ref) == 0
         ranks, self.top = _ranks_top(self.ref, self.n)
         self.centred = ranks - ranks.mean()
+        self._ssim_ref = _ssim_stats(self.ref)
+
+    def ssim(self, m: np.ndarray) -> float:
+        m = _pair(self.ref, m)[1]
+        if self._ssim_ref is None:
+            return ssim(self.ref, m)
+        return _ssim_from(self._ssim_ref, _ssim_stats(m))
 
     def spearman(self, m: np.ndarray, ranks: np.ndarray | None = None) -> float:
         m = _pair(self.ref, m)[1]
@@ -203,7 +256,7 @@ class MapComparer:
     def __call__(self, m) -> dict[str, float]:
         m = _pair(self.ref, m)[1]
         ranks, top = _ranks_top(m, self.n)
-        return {"spearman": self.spearman(m, ranks), "ssim": ssim(self.ref, m),
+        return {"spearman": self.spearman(m, ranks), "ssim": self.ssim(m),
                 "topk": float((self.top & top).sum() / self.n)}
 
 

@@ -17,8 +17,10 @@ $(STAMP): requirements.txt
 
 install: $(STAMP)
 
+# MALLOC_ARENA_MAX=2: glibc keeps what a model pass freed in one arena per thread (Streamlit runs each rerun on
+# a new thread); two arenas keep a crowd's server within its memory budget (README, Limits).
 run: $(STAMP)
-	$(VENV)/bin/streamlit run app.py
+	MALLOC_ARENA_MAX=$${MALLOC_ARENA_MAX:-2} $(VENV)/bin/streamlit run app.py
 
 # Chromium for tests/test_browser*.py: nothing to do when one starts (VIT_EXPLAIN_CHROMIUM, /usr/bin/chromium
 # or Playwright's); else Debian's chromium with apt-get (as root, or with password-less sudo), else Playwright's

@@ -28,7 +28,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from browser_support import launch, streamlit_server  # noqa: E402
+from browser_support import launch, streamlit_server, wait_idle  # noqa: E402
 
 DEFAULT_WEIGHTS = ROOT.parent / "shared" / "weights" / "deit_tiny_patch16_224"
 PAGES = [("attention", "Attention rollout"), ("chefer", "Transformer attribution (LRP)"),
@@ -96,7 +96,8 @@ def visitor_step(page, url: str, k: int, step: int, stats: dict) -> None:
         if slider.count():
             slider.focus()
             page.keyboard.press("ArrowLeft" if step % 8 < 4 else "ArrowRight")
-    elif action == 2:
+    elif action == 2:  # a visitor downloads what the page shows once it is drawn
+        wait_idle(page, 60_000)  # still busy after a minute: counted as a slow action by the caller
         buttons = main.get_by_role("button", name="JSON report")
         if buttons.count():
             try:
@@ -124,7 +125,9 @@ def main() -> int:
     ap.add_argument("--pause", type=float, default=0.5, help="seconds between two actions of one session")
     args = ap.parse_args()
     weights = os.environ.get("VIT_EXPLAIN_WEIGHTS", str(DEFAULT_WEIGHTS))
-    env = {"VIT_EXPLAIN_WEIGHTS": weights, "VIT_EXPLAIN_CACHE_MB": str(args.cache_mb)}
+    # as `make run` and the Docker image start it (the app sets two arenas itself when this is unset)
+    env = {"VIT_EXPLAIN_WEIGHTS": weights, "VIT_EXPLAIN_CACHE_MB": str(args.cache_mb),
+           "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2")}
     stats = {"downloads": 0, "failed_downloads": 0, "download_errors": [], "uploads": 0, "errors": [], "steps": 0}
     from playwright.sync_api import sync_playwright
 
@@ -141,6 +144,8 @@ def main() -> int:
             page.on("pageerror", lambda e: stats["errors"].append(str(e)[:200]))
             page.goto(url, timeout=120_000)
             pages.append(page)
+        for page in pages:  # "model": the server with the model loaded and every session's first page drawn
+            wait_idle(page, 240_000)
         rss_model = mon.sample_rss()
         t_end = time.time() + 60 * args.minutes
         step = 0
@@ -155,6 +160,11 @@ def main() -> int:
                 stats["steps"] += 1
             step += 1
             time.sleep(args.pause)
+        for page in pages:  # let the last reruns finish before looking for blank pages
+            try:
+                wait_idle(page, 120_000)
+            except Exception:  # noqa: BLE001 - a page still busy is counted blank below
+                pass
         blank = sum(1 for p in pages if p.locator("[data-testid=stMain] h1").count() == 0)
         browser.close()
         mon.stop.set()
@@ -166,7 +176,7 @@ def main() -> int:
     bound = args.cache_mb + rss_model + 400
     print(f"actions {stats['steps']} · uploads {stats['uploads']} · downloads {stats['downloads']} · slow actions "
           f"{stats.get('slow_actions', 0)} · pages blank at the end {blank}")
-    print(f"server RSS MB: start {mon.rss[0]:.0f} · with the model and {args.sessions} sessions open {rss_model:.0f}"
+    print(f"server RSS MB: start {mon.rss[0]:.0f} · with the model and {args.sessions} sessions drawn {rss_model:.0f}"
           f" · peak {peak:.0f} · end {rss_end:.0f} · median {statistics.median(mon.rss):.0f}")
     print(f"health latency ms: p50 {p(0.5):.0f} · p95 {p(0.95):.0f} · max {lat[-1] * 1000:.0f} "
           f"({len(lat)} checks, {mon.health_failures} failed)")

@@ -90,6 +90,16 @@ def _flood(label: str, count: str, what: str, limit: int, usual: str) -> ImageEr
                       "parsing them would tie up the server. Re-save the image (any editor strips them)")
 
 
+def _count_chunk(label: str, count: int, limit: int, what: str, usual: str, exif_bytes: int = 0) -> None:
+    """Refuse the ``count``-th chunk of a kind above ``limit``, or an EXIF chunk of ``exif_bytes`` above
+    :data:`MAX_METADATA_BYTES` (both parsed in Python by Pillow)."""
+    if count > limit:
+        raise _flood(label, f"more than {limit}", what, limit, usual)
+    if exif_bytes > MAX_METADATA_BYTES:
+        raise ImageError(f"{label} has an EXIF block of {exif_bytes / _MB:.1f} MB; the limit is "
+                         f"{MAX_METADATA_BYTES // _MB} MB. Re-save the image without its metadata")
+
+
 # -- JPEG --------------------------------------------------------------------------------------------------
 def _jpeg(data: bytes, label: str) -> Declared:
     n, pos, segments, scans, visits, entropy, min_bits = len(data), 2, 0, 0, 0, 0, 0
@@ -185,15 +195,9 @@ def _png(data: bytes, label: str) -> Declared:
             idat += length
         elif tag != b"fcTL":
             other += 1
-            if other > MAX_PNG_OTHER_CHUNKS:
-                raise _flood(label, f"more than {MAX_PNG_OTHER_CHUNKS}", "PNG metadata chunks",
-                             MAX_PNG_OTHER_CHUNKS, "images have fewer than 20")
-            if tag == b"eXIf" and length > MAX_METADATA_BYTES:
-                raise ImageError(f"{label} has an EXIF block of {length / _MB:.1f} MB; the limit is "
-                                 f"{MAX_METADATA_BYTES // _MB} MB. Re-save the image without its metadata")
-        if total > MAX_PNG_CHUNKS:
-            raise _flood(label, f"more than {MAX_PNG_CHUNKS}", "PNG chunks", MAX_PNG_CHUNKS,
-                         "encoders write chunks of 8 kB or more")
+            _count_chunk(label, other, MAX_PNG_OTHER_CHUNKS, "PNG metadata chunks", "images have fewer than 20",
+                         length if tag == b"eXIf" else 0)
+        _count_chunk(label, total, MAX_PNG_CHUNKS, "PNG chunks", "encoders write chunks of 8 kB or more")
         if tag == b"IEND":
             break
         pos += 12 + length
@@ -230,12 +234,8 @@ def _webp(data: bytes, label: str) -> Declared:
         tag, length = struct.unpack_from("<4sI", data, pos)
         body = pos + 8
         chunks += 1
-        if chunks > MAX_WEBP_CHUNKS:
-            raise _flood(label, f"more than {MAX_WEBP_CHUNKS}", "WebP chunks (frames or metadata)",
-                         MAX_WEBP_CHUNKS, "only the first frame is shown")
-        if tag == b"EXIF" and length > MAX_METADATA_BYTES:
-            raise ImageError(f"{label} has an EXIF block of {length / _MB:.1f} MB; the limit is "
-                             f"{MAX_METADATA_BYTES // _MB} MB. Re-save the image without its metadata")
+        _count_chunk(label, chunks, MAX_WEBP_CHUNKS, "WebP chunks (frames or metadata)",
+                     "only the first frame is shown", length if tag == b"EXIF" else 0)
         if size is None and tag == b"VP8X" and body + 10 <= n:
             size = (1 + int.from_bytes(data[body + 4:body + 7], "little"),
                     1 + int.from_bytes(data[body + 7:body + 10], "little"), bool(data[body] & 0x10))

@@ -5,13 +5,26 @@ model-input images and thumbnails made from them, predictions, captures (a metho
 explanations, curves, and the bytes of the download files. The budget is split between them by
 :data:`SHARES`; each store also caps what one session may hold (:data:`PER_SESSION`), so one visitor
 uploading many large photos evicts its own entries, not everybody's. Sizes are counted from the arrays,
-tensors and images a value holds.
+tensors and images a value holds (a Pillow RGB image as the 4 bytes per pixel Pillow stores).
+
+Freed memory goes back to the system: glibc keeps what a model pass frees in per-thread arenas (Streamlit
+runs every rerun on a new thread), so a crowd's transient autograd buffers stayed resident (1.9 GB with two
+sessions). :func:`tune_malloc` caps the arenas at two (``MALLOC_ARENA_MAX``, unless the operator set it) and
+every value stored after a computation wakes a background ``malloc_trim(0)`` (at most every
+:data:`TRIM_EVERY_S` seconds). And computations take turns (:func:`compute_slot`: one at a time unless
+``VIT_EXPLAIN_PARALLEL_PASSES`` says more): on a 2-vCPU Space a second pass in parallel is not faster, but each
+holds its own autograd buffers (20-160 MB for the fast methods, 1.1 GB for integrated gradients and SmoothGrad
+with DeiT-Tiny), so a crowd's peak memory grew with the number of sessions computing at once.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import threading
+import time
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 import streamlit as st
@@ -20,10 +33,11 @@ from PIL import Image
 
 from . import settings
 
-# Share of VIT_EXPLAIN_CACHE_MB per store (sums to 1).
-SHARES = {"images": 0.15, "captures": 0.55, "renders": 0.1, "curves": 0.1, "downloads": 0.1}
+# Share of VIT_EXPLAIN_CACHE_MB per store (sums to 1, so the stores together never exceed the budget).
+SHARES = {"images": 0.15, "captures": 0.5, "renders": 0.1, "curves": 0.1, "downloads": 0.1, "sanity": 0.05}
 PER_SESSION = 0.5  # one session may hold at most this share of a store
-MIN_STORE = 4 * 2**20
+TRIM_EVERY_S = 1.0
+_PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}  # others: 4 (Pillow)
 
 
 def nbytes(obj, _depth: int = 0) -> int:
@@ -35,7 +49,7 @@ def nbytes(obj, _depth: int = 0) -> int:
     if isinstance(obj, np.ndarray):
         return int(obj.nbytes)
     if isinstance(obj, Image.Image):
-        return obj.width * obj.height * max(1, len(obj.getbands())) * (2 if obj.mode in ("I;16", "I", "F") else 1)
+        return obj.width * obj.height * _PIXEL_BYTES.get(obj.mode, 4)
     if isinstance(obj, (bytes, bytearray, str)):
         return len(obj)
     if isinstance(obj, dict):
@@ -56,6 +70,104 @@ def session_id() -> str:
         return ctx.session_id if ctx is not None else ""
     except Exception:  # noqa: BLE001 - no session: one shared owner
         return ""
+
+
+# -- memory back to the system (glibc) -----------------------------------------------------------------------
+M_ARENA_MAX = -8  # mallopt parameter numbers (malloc.h)
+ARENAS = 2
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:  # not glibc (macOS, musl): nothing to tune
+        return None
+
+
+_LIBC = _libc()
+
+
+def tune_malloc() -> bool:
+    """At most :data:`ARENAS` malloc arenas from now on, unless ``MALLOC_ARENA_MAX`` was set (best set
+    before the process starts, as ``make run`` and the Docker image do). False where there is no glibc."""
+    if _LIBC is None:
+        return False
+    if not os.environ.get("MALLOC_ARENA_MAX", "").strip():
+        _LIBC.mallopt(M_ARENA_MAX, ARENAS)
+    return True
+
+
+class _Trimmer(threading.Thread):
+    """Calls ``malloc_trim(0)`` when woken (after a computed value was stored), at most every
+    :data:`TRIM_EVERY_S` seconds, off the request's thread."""
+
+    def __init__(self):
+        super().__init__(name="vit-explain-malloc-trim", daemon=True)
+        self.wake = threading.Event()
+        self.trims = 0
+
+    def run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            _LIBC.malloc_trim(0)
+            self.trims += 1
+            time.sleep(TRIM_EVERY_S)
+
+
+_trimmer: _Trimmer | None = None
+_trimmer_lock = threading.Lock()
+
+
+def release_memory() -> None:
+    """Ask for the memory freed by a computation to be returned to the system soon (no-op without glibc)."""
+    global _trimmer
+    if _LIBC is None:
+        return
+    with _trimmer_lock:
+        if _trimmer is None:
+            _trimmer = _Trimmer()
+            _trimmer.start()
+    _trimmer.wake.set()
+
+
+tune_malloc()
+
+
+# -- computations take turns -------------------------------------------------------------------------------
+_slots: threading.BoundedSemaphore | None = None
+_held = threading.local()
+
+
+def parallel_passes() -> int:
+    """How many computations may run at once (``VIT_EXPLAIN_PARALLEL_PASSES``, default 1)."""
+    try:
+        return max(1, int(os.environ.get("VIT_EXPLAIN_PARALLEL_PASSES", "1")))
+    except ValueError:
+        return 1
+
+
+@contextmanager
+def compute_slot():
+    """Hold one of the :func:`parallel_passes` slots while computing (re-entrant within a thread)."""
+    global _slots
+    if getattr(_held, "depth", 0):
+        _held.depth += 1
+        try:
+            yield
+        finally:
+            _held.depth -= 1
+        return
+    with _trimmer_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(parallel_passes())
+    with _slots:
+        _held.depth = 1
+        try:
+            yield
+        finally:
+            _held.depth = 0
 
 
 class LRU:
@@ -91,7 +203,12 @@ class LRU:
             del self._owners[owner]
 
     def put(self, key, value, owner: str | None = None) -> None:
-        """Store ``value``; a value larger than the whole store is not kept (the caller still has it)."""
+        """Store ``value``; a value larger than the whole store is not kept (the caller still has it). A value
+        is stored after a computation: what that computation (and any eviction) freed goes back to the system."""
+        self._put(key, value, owner)
+        release_memory()
+
+    def _put(self, key, value, owner: str | None) -> None:
         size = nbytes(value)
         owner = session_id() if owner is None else owner
         with self._lock:
@@ -100,6 +217,7 @@ class LRU:
             if size > self.max_bytes:
                 return
             self._items[key] = (value, size, owner)
+            self._on_store(key, value)
             self.bytes += size
             self._owners[owner] = self._owners.get(owner, 0) + size
             if owner and self._owners[owner] > self.max_session_bytes:  # the session's own oldest go first
@@ -110,6 +228,9 @@ class LRU:
             while self.bytes > self.max_bytes and len(self._items) > 1:
                 self._drop(next(iter(self._items)))
 
+    def _on_store(self, key, value) -> None:
+        """Called (under the lock) when ``value`` is stored."""
+
     def session_bytes(self, owner: str) -> int:
         with self._lock:
             return self._owners.get(owner, 0)
@@ -118,11 +239,52 @@ class LRU:
         return len(self._items)
 
 
+class DownloadStore(LRU):
+    """The "downloads" store: values are ``{file name: (bytes, mime type)}``. While a value is stored its files
+    stay registered in Streamlit's media file manager under a session of their own (:data:`PIN_SESSION`), so
+    a download button on screen keeps its file while its session reruns: Streamlit drops a session's
+    references when a rerun starts and deletes unreferenced download files at the second sweep after that
+    (each session's run ends with one); under a crowd that happened before the rerun re-registered them and
+    the click failed (issue 16). An evicted value's files are unpinned (then swept as usual)."""
+
+    PIN_SESSION = "vit-explain-studio-downloads"
+
+    @staticmethod
+    def _media():
+        from streamlit import runtime
+
+        return runtime.get_instance().media_file_mgr if runtime.exists() else None
+
+    def _pin(self, key, value, on: bool) -> None:
+        mgr = self._media()
+        if mgr is None or not isinstance(value, dict):
+            return
+        from streamlit.runtime.media_file_manager import MediaFileKind, MediaFileMetadata
+
+        with mgr._lock:
+            pins = mgr._files_by_session_and_coord[self.PIN_SESSION]
+            for name, (data, mime) in value.items():
+                coord = f"{hash(key)}/{name}"
+                if on:
+                    file_id = mgr._storage.load_and_get_id(data, mime, MediaFileKind.DOWNLOADABLE, name)
+                    mgr._file_metadata[file_id] = MediaFileMetadata(kind=MediaFileKind.DOWNLOADABLE)
+                    pins[coord] = file_id
+                else:
+                    pins.pop(coord, None)
+
+    def _on_store(self, key, value) -> None:
+        self._pin(key, value, True)
+
+    def _drop(self, key) -> None:
+        self._pin(key, self._items[key][0], False)
+        super()._drop(key)
+
+
 @st.cache_resource(show_spinner=False)
 def stores() -> dict[str, LRU]:
     """The app's caches, created once per process with the budget read from the environment."""
     total = settings.cache_bytes()
-    return {name: LRU(max(MIN_STORE, int(total * share))) for name, share in SHARES.items()}
+    return {name: (DownloadStore if name == "downloads" else LRU)(int(total * share)) for name, share in SHARES.items()}
 
 
 def store(name: str) -> LRU:
@@ -137,10 +299,11 @@ def usage() -> dict[str, int]:
 
 
 def cached(name: str, key, make):
-    """``store(name)[key]``, made with ``make()`` and stored when missing."""
+    """``store(name)[key]``, made with ``make()`` (in a :func:`compute_slot`) and stored when missing."""
     s = store(name)
     value = s.get(key)
     if value is None:
-        value = make()
+        with compute_slot():
+            value = make()
         s.put(key, value)
     return value

@@ -18,7 +18,7 @@ from PIL import Image
 import explainers
 from explainers import METHODS, sanity, viz
 
-from . import cache, compute, settings, state
+from . import cache, compute, state
 from .views import CHART_CONFIG, name_of
 
 DEFAULT_METHODS = ("attention_rollout", "chefer_rollout", "attention_gradcam", "transformer_attribution")
@@ -26,14 +26,14 @@ THUMB = 112  # pixels per map in the strip
 SIMILARITY = {"spearman": "Spearman rank correlation", "ssim": "SSIM", "topk": "Top-10% intersection"}
 
 
-@st.cache_resource(show_spinner=False)
 def _store() -> cache.LRU:
-    """Sanity results of all sessions (maps kept as uint8 thumbnails-to-be), a twentieth of the cache budget."""
-    return cache.LRU(max(cache.MIN_STORE, settings.cache_bytes() // 20))
+    """Sanity results of all sessions (maps kept as uint8 thumbnails-to-be): the "sanity" share of the one cache
+    budget (:data:`studio.cache.SHARES`)."""
+    return cache.store("sanity")
 
 
 def _job(ctx, method: str, mode: str, seed: int) -> tuple:
-    return ("sanity", ctx.model_key, ctx.image_hash, int(ctx.target), method, mode, int(seed))
+    return ("sanity", ctx.model_key, ctx.image_hash, ctx.target_key, method, mode, int(seed))
 
 
 def _cancel(flag: str, job) -> None:
@@ -56,7 +56,7 @@ def _compute(ctx, method: str, mode: str, seed: int, key: str, stopped: bool):
         return None
     slot = st.empty()
     try:
-        with slot.container():
+        with slot.container(), cache.compute_slot():  # one computation at a time (bounded memory)
             st.button("Cancel", key=f"{key}.cancel.{method}", on_click=_cancel, args=(flag, job),
                       icon=":material/stop:", help="Stop this check (nothing is kept).")
             prog = compute.Progress(f"{name_of(method)}: explaining on the randomised copies…")
@@ -113,6 +113,10 @@ def sanity_page() -> None:
     ctx = state.context()
     if ctx is None:
         return
+    if not isinstance(ctx.target, int):  # the randomisation tests compare maps of one class
+        st.info("The sanity checks explain a class: choose **Class** as the target in the sidebar." if
+                ctx.model.num_classes else "The sanity checks explain a class, and this model has no classifier.")
+        return
     names = list(METHODS)
     chosen = st.multiselect("Methods", names, default=[n for n in DEFAULT_METHODS if n in names],
                             format_func=name_of, key="san.methods", persist_state="session")
@@ -127,7 +131,7 @@ def sanity_page() -> None:
         return
     steps = ctx.model.num_layers + 3
     st.caption(f"Each method explains {steps} times (the original and {steps - 1} randomised copies) plus once "
-               f"for the random-logit test. Explained class: **{ctx.target} · {ctx.label}**.")
+               f"for the random-logit test. Explained: **{ctx.label}**.")
     results, stopped, skipped = [], False, []
     for method in chosen:
         res = _compute(ctx, method, mode, seed, "san", stopped)

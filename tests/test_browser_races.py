@@ -107,24 +107,41 @@ def _check_download(name: str, data: bytes, method: str) -> None:
         assert rep["method"]["name"] == method and "/work" not in json.dumps(rep)
 
 
+def _sessions(browser, url: str, n: int = 3) -> list:
+    """``n`` sessions (own contexts) on the attention page, each drawn with its download buttons."""
+    from playwright.sync_api import expect
+
+    pages = []
+    for _ in range(n):
+        page = browser.new_context(accept_downloads=True, viewport={"width": 1440, "height": 1400}).new_page()
+        page.goto(f"{url}/attention", timeout=60_000)
+        pages.append(page)
+    for page in pages:
+        expect(page.get_by_role("button", name="JSON report")).to_be_visible(timeout=WAIT_MS)
+        wait_idle(page, WAIT_MS)
+    return pages
+
+
+def _download(page, label: str, method: str = "attention_rollout") -> None:
+    """Click the download button ``label``; the file must arrive, whole (raises otherwise)."""
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name=label).click(timeout=60_000)
+    if info.value.failure():
+        raise RuntimeError(info.value.failure())
+    _check_download(info.value.suggested_filename, open(info.value.path(), "rb").read(), method)
+
+
 def test_downloads_work_for_every_session_under_load(server):
     """Three sessions at once: all move a slider (every session's rerun sweeps the server's media files),
     then each downloads its four files as soon as its own page is up to date, while the others may still be
     rerunning; every download must arrive, whole."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     failures, done = [], 0
     with sync_playwright() as pw:
         browser = launch(pw)
         try:
-            pages = []
-            for _ in range(3):
-                page = browser.new_context(accept_downloads=True, viewport={"width": 1440, "height": 1400}).new_page()
-                page.goto(f"{server}/attention", timeout=60_000)
-                pages.append(page)
-            for page in pages:
-                expect(page.get_by_role("button", name="JSON report")).to_be_visible(timeout=WAIT_MS)
-                wait_idle(page, WAIT_MS)
+            pages = _sessions(browser, server)
             for rnd in range(4):
                 for page in pages:  # every session reruns (a new discard ratio) at about the same time
                     slider = page.locator("[data-testid=stMain] [data-testid=stSlider]",
@@ -134,15 +151,8 @@ def test_downloads_work_for_every_session_under_load(server):
                 for k, page in enumerate(pages):
                     wait_idle(page, WAIT_MS)
                     for label in ("Heatmap PNG", "Overlay PNG", "Raw map .npy", "JSON report"):
-                        button = page.get_by_role("button", name=label)
                         try:
-                            with page.expect_download(timeout=60_000) as info:
-                                button.click(timeout=60_000)
-                            dl = info.value
-                            if dl.failure():
-                                raise RuntimeError(dl.failure())
-                            _check_download(dl.suggested_filename, open(dl.path(), "rb").read(),
-                                            "attention_rollout")
+                            _download(page, label)
                             done += 1
                         except Exception as e:  # noqa: BLE001 - collected, asserted below
                             failures.append(f"round {rnd} session {k} {label}: {type(e).__name__}: {e}")
@@ -152,4 +162,39 @@ def test_downloads_work_for_every_session_under_load(server):
     log = (OUT / "streamlit-races.log").read_text(errors="replace")
     assert not failures, failures[:5]
     assert done == 3 * 4 * 4
+    assert "MediaFileStorageError" not in log and "not found" not in log.lower()
+
+
+def test_download_clicked_while_its_session_reruns(server):
+    """The old failure mode of issue 16: a visitor moves a slider and at once clicks a download button still on
+    screen, while the other sessions rerun too. Streamlit drops a session's media references when its rerun
+    starts and every other session's finished run sweeps unreferenced files: a deferred download (its bytes
+    made on click) was gone at the first sweep ("Deferred file … not found"), a plain one at the second.
+    Every such click must get its whole file."""
+    from playwright.sync_api import sync_playwright
+
+    failures, done = [], 0
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            pages = _sessions(browser, server)
+            sliders = [p.locator("[data-testid=stMain] [data-testid=stSlider]", has_text="Discard ratio")
+                       .get_by_role("slider") for p in pages]
+            for rnd in range(8):
+                key = "ArrowLeft" if rnd < 4 else "ArrowRight"  # a new value each round: a new render
+                for page, slider in list(zip(pages, sliders))[::-1]:  # the visitor's own rerun starts last
+                    slider.focus()
+                    page.keyboard.press(key)
+                try:  # the button of the run before, clicked while this session and the others rerun
+                    _download(pages[0], "JSON report")
+                    done += 1
+                except Exception as e:  # noqa: BLE001 - collected, asserted below
+                    failures.append(f"round {rnd}: {type(e).__name__}: {str(e)[:200]}")
+                for page in pages:
+                    wait_idle(page, WAIT_MS)
+        finally:
+            browser.close()
+    log = (OUT / "streamlit-races.log").read_text(errors="replace")
+    assert not failures, failures[:5]
+    assert done == 8
     assert "MediaFileStorageError" not in log and "not found" not in log.lower()

@@ -25,15 +25,16 @@ from studio import settings, state  # noqa: E402  (heavy: torch, timm, transform
 explainer_pages = [st.Page(f"app_pages/{spec.key}.py", title=spec.title, icon=spec.icon)
                    for spec in settings.EXPLAINER_PAGES if spec.available()]
 analysis = [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
-            st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:")]
+            st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+            st.Page("app_pages/attention_browser.py", title="Attention browser", icon=":material/grid_on:")]
 if (settings.ROOT / "app_pages" / "sanity.py").exists():
     analysis.append(st.Page("app_pages/sanity.py", title="Sanity checks", icon=":material/rule:"))
 navigation = st.navigation({
     "Start": [st.Page("app_pages/home.py", title="Overview", icon=":material/home:", default=True)],
     "Explainers": explainer_pages,
     "Analysis": analysis,
-})
-# The landing page has its own class buttons, and Evaluate explains each image's predicted class: the
-# sidebar's target would do nothing there.
-state.sidebar(boot, show_target=navigation.title not in ("Overview", "Evaluate"))
+}, expanded=True)  # every page listed: no "View more" hiding Evaluate and the attention browser
+# The landing page has its own class buttons, Evaluate explains each image's predicted class and the attention
+# browser shows raw attention (the same for every class): the sidebar's target would do nothing there.
+state.sidebar(boot, show_target=navigation.title not in ("Overview", "Evaluate", "Attention browser"))
 navigation.run()

@@ -1,7 +1,8 @@
 """Captures, explanations, curves and perturbed images, cached across reruns and sessions.
 
 A *capture* (``explainers.capture``: the forward/backward/masked passes of a method) is stored per
-(model, image, method, target, non-cheap parameters) in a memory-bounded LRU shared by all sessions
+(model, image, method, target (its stable key, :attr:`Context.target_key`), non-cheap parameters) in a
+memory-bounded LRU shared by all sessions
 (:mod:`studio.cache`, one budget for every cache). Moving a cheap slider only calls ``explainers.render`` on
 the stored capture: no model pass. Curves are cached per (capture, cheap parameters, curve settings).
 """
@@ -47,7 +48,7 @@ def split_params(method: str, params: dict, model) -> tuple[dict, dict]:
 
 
 def capture_key(ctx: Context, method: str, heavy: dict) -> tuple:
-    return (ctx.model_key, ctx.image_hash, method, int(ctx.target), freeze(heavy))
+    return (ctx.model_key, ctx.image_hash, method, ctx.target_key, freeze(heavy))
 
 
 def get_capture(ctx: Context, method: str, params: dict,
@@ -58,7 +59,8 @@ def get_capture(ctx: Context, method: str, params: dict,
     store = captures()
     cap = store.get(key)
     if cap is None:
-        cap = explainers.capture(ctx.model, ctx.image, method, ctx.target, progress, **heavy)
+        with cache.compute_slot():  # one model pass at a time: bounded memory (studio.cache)
+            cap = explainers.capture(ctx.model, ctx.image, method, ctx.target, progress, **heavy)
         store.put(key, cap)
     return cap
 
@@ -95,8 +97,9 @@ def curves(ctx: Context, method: str, params: dict, exp: explainers.Explanation,
     store = curve_store()
     c = store.get(key)
     if c is None:
-        c = metrics.insertion_deletion(ctx.model, ctx.x(), exp.heatmap, exp.target, preset=cs.preset,
-                                       steps=cs.steps)
+        with cache.compute_slot():
+            c = metrics.insertion_deletion(ctx.model, ctx.x(), exp.heatmap, ctx.target, preset=cs.preset,
+                                           steps=cs.steps)
         store.put(key, c)
     return c
 
@@ -107,14 +110,15 @@ REFERENCE_MAPS = ("random", "gaussian")
 def reference_curves(ctx: Context, kind: str, cs: CurveSettings) -> metrics.Curves:
     """The curves of a reference map for the context's image and class: ``random`` (uniform noise seeded from
     the image) or ``gaussian`` (a centred Gaussian). Every score has a floor beside it."""
-    key = ("reference", ctx.model_key, ctx.image_hash, int(ctx.target), kind, cs)
+    key = ("reference", ctx.model_key, ctx.image_hash, ctx.target_key, kind, cs)
     store = curve_store()
     c = store.get(key)
     if c is None:
         grid = ctx.model.grid()
         sal = metrics.random_map(grid, metrics.seed_for(ctx.image_hash)) if kind == "random" else \
             metrics.gaussian_map(grid)
-        c = metrics.insertion_deletion(ctx.model, ctx.x(), sal, int(ctx.target), preset=cs.preset, steps=cs.steps)
+        with cache.compute_slot():
+            c = metrics.insertion_deletion(ctx.model, ctx.x(), sal, ctx.target, preset=cs.preset, steps=cs.steps)
         store.put(key, c)
     return c
 

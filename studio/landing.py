@@ -48,6 +48,11 @@ def home_page() -> None:
     ctx = state.context()
     if ctx is None:
         return
+    if ctx.model.num_classes < 2:  # a backbone or an image-text tower: no classes to tell apart
+        st.info(f"{ctx.model_key[0].rsplit('/', 1)[-1]} has no classifier, so there is no two-class story here. The "
+                "explainer pages explain what the sidebar's target says: the similarity to a region of the image, or "
+                "for CLIP/SigLIP models a text prompt.")
+        return
     methods = [m for m in LANDING_METHODS if m in METHODS] or [m for m in METHODS if METHODS[m].class_specific][:1]
     a, b = story_classes(ctx)
     others = [c for c in ctx.top5 if c != a]

@@ -122,14 +122,42 @@ def short(message: str, limit: int = 220) -> str:
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
+MAX_CLASSES = 100_000
+IMG_SIZE_RANGE = (16, 1024)
+
+
+def parse_model_options(num_classes: str | None, img_size: str | None) -> tuple[int | None, tuple | None]:
+    """The sidebar's typed model options -> (num_classes, (H, W)); empty means the model's own. Raises
+    ValueError with a message for the user."""
+    n = (num_classes or "").strip()
+    if n:
+        if not n.isdigit() or int(n) > MAX_CLASSES:
+            raise ValueError(f"Number of classes: a whole number from 0 to {MAX_CLASSES} (0: no classifier); "
+                             f"got {n!r}.")
+        n = int(n)
+    size = (img_size or "").strip().lower().replace("×", ",").replace("x", ",").replace(" ", "")
+    if size:
+        parts = size.split(",")
+        lo, hi = IMG_SIZE_RANGE
+        if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts) or \
+                not all(lo <= int(p) <= hi for p in parts):
+            raise ValueError(f"Input size: N or H,W pixels, each from {lo} to {hi} (e.g. 224 or 224,320); "
+                             f"got {img_size.strip()!r}.")
+        size = (int(parts[0]), int(parts[-1]))
+    return (n if n != "" else None), (size or None)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load(name: str, weights: str | None, device: str) -> explainers.ViTModel:
-    return explainers.load_model(name, weights=weights, device=device)
+def _load(name: str, weights: str | None, device: str, num_classes: int | None = None,
+          img_size: tuple | None = None) -> explainers.ViTModel:
+    return explainers.load_model(name, weights=weights, device=device, num_classes=num_classes, img_size=img_size)
 
 
-def load_model(name: str, weights: str | None, device: str) -> explainers.ViTModel | LoadFailure:
-    """The shared model, or a :class:`LoadFailure` (remembered for a minute: reruns do not retry)."""
-    key = (name, weights, device)
+def load_model(name: str, weights: str | None, device: str, num_classes: int | None = None,
+               img_size: tuple | None = None) -> explainers.ViTModel | LoadFailure:
+    """The shared model, or a :class:`LoadFailure` (remembered for a minute: reruns do not retry).
+    num_classes / img_size: a new classifier / input size (:func:`explainers.load_model`)."""
+    key = (name, weights, device, num_classes, img_size)
     st_ = _state()
     failed = st_["failures"].get(key)
     if failed is not None and time.monotonic() - failed[1] < RETRY_AFTER_S:
@@ -144,7 +172,7 @@ def load_model(name: str, weights: str | None, device: str) -> explainers.ViTMod
         if weights is None and name in curated and availability(name) == "offline":
             # a known ViT that cannot be had here: say so now instead of building it to fail at the download
             raise explainers.errors.WeightsUnavailableError(f"{name!r}: no local weights, hub unreachable")
-        model = _load(name, weights, device)
+        model = _load(*key)
     except explainers.errors.WeightsUnavailableError as e:
         fail = LoadFailure(name, offline, settings.scrub_paths(f"{type(e).__name__}: {e}"))
     except explainers.ExplainerError as e:
@@ -162,12 +190,16 @@ def load_model(name: str, weights: str | None, device: str) -> explainers.ViTMod
     return fail
 
 
-def forget_failure(name: str, weights: str | None, device: str) -> None:
-    _state()["failures"].pop((name, weights, device), None)
+def _key(name, weights, device, num_classes=None, img_size=None) -> tuple:
+    return name, weights, device, num_classes, img_size
 
 
-def is_loaded(name: str, weights: str | None, device: str) -> bool:
-    return (name, weights, device) in _state()["loaded"]
+def forget_failure(*chosen) -> None:
+    _state()["failures"].pop(_key(*chosen), None)
+
+
+def is_loaded(*chosen) -> bool:
+    return _key(*chosen) in _state()["loaded"]
 
 
 # -- images ------------------------------------------------------------------------------------------------
@@ -183,6 +215,10 @@ def read_sample(name: str) -> tuple[Image.Image, str]:
 
 
 def predict(model_key: tuple, image_hash: str, model, image) -> np.ndarray:
+    """The class probabilities of the image (an empty array for a model without classes)."""
+    if model.num_classes == 0:
+        return np.zeros(0, dtype=np.float32)
+
     def make():
         with torch.inference_mode():
             logits = model.forward(model.preprocess(image))

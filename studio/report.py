@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image
 
 import explainers
-from explainers import viz
 from explainers.models import model_summary
+
+from . import photo_view
 
 
 def png_bytes(img: Image.Image | np.ndarray) -> bytes:
@@ -75,10 +76,14 @@ def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict |
     return public({
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": model_summary(ctx.model),
-        "image": {"name": ctx.image_name, "sha256_prefix": ctx.image_hash, "size": list(ctx.image.size)},
+        "image": {"name": ctx.image_name, "sha256_prefix": ctx.image_hash, "size": list(ctx.image.size),
+                  "model_view": photo_view.photo_geometry(ctx).describe(),
+                  "download_size": list(photo_view.download_geometry(ctx).photo_size)},
         "method": {"name": m.name, "display_name": m.display_name, "paper": m.paper, "paper_url": m.paper_url},
         "params": exp.params,
-        "target": {"index": exp.target, "label": exp.label, "probability": exp.probability},
+        "target": {"index": exp.target, "label": exp.label, "probability": exp.probability,
+                   "explains": ctx.label if m.class_specific else "class-agnostic: the same map for every target",
+                   **({"choice": ctx.target_spec.to_dict()} if getattr(ctx, "target_spec", None) else {})},
         "top5": [{"index": i, "label": lbl, "probability": p} for i, lbl, p in exp.top5],
         "seconds": exp.seconds,
         "warnings": list(exp.warnings),
@@ -88,9 +93,11 @@ def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict |
     })
 
 
-def downloads(ctx, exp, overlay: Image.Image, cmap: str, curves=None, curve_settings=None, display=None) -> dict:
-    """file name -> (callable returning the bytes, mime) for the download buttons. The bytes are made only
-    when the user clicks (Streamlit's deferred downloads), so a slider move never encodes files."""
+def downloads(ctx, exp, overlay, cmap: str, curves=None, curve_settings=None, display=None) -> dict:
+    """file name -> (callable returning the bytes, mime) for the download buttons; ``overlay`` is an image or
+    a callable that makes one. The heatmap PNG is at the photo's own resolution up to
+    ``photo_view.DOWNLOAD_MAX`` (mapped back through the model's resize and crop, the cropped border grey), like
+    the overlay the page passes."""
     stem = f"{exp.method}_{exp.target}"
 
     def report_json() -> bytes:
@@ -98,8 +105,8 @@ def downloads(ctx, exp, overlay: Image.Image, cmap: str, curves=None, curve_sett
         return json.dumps(rep, indent=2, default=float).encode()
 
     return {
-        f"{stem}_heatmap.png": (lambda: png_bytes(viz.colorize(exp.heatmap, cmap)), "image/png"),
-        f"{stem}_overlay.png": (lambda: png_bytes(overlay), "image/png"),
+        f"{stem}_heatmap.png": (lambda: png_bytes(photo_view.photo_heatmap(ctx, exp, cmap)), "image/png"),
+        f"{stem}_overlay.png": (lambda: png_bytes(overlay() if callable(overlay) else overlay), "image/png"),
         f"{stem}_map.npy": (lambda: npy_bytes(exp.patch_map), "application/octet-stream"),
         f"{stem}_report.json": (report_json, "application/json"),
     }

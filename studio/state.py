@@ -20,8 +20,9 @@ from PIL import Image
 import explainers
 from explainers.models import resolve_device
 
-from . import loading, settings
+from . import loading, settings, targets_ui
 from .loading import LoadFailure, decode, model_input_image, predict, read_sample, thumbnail  # noqa: F401
+from .targets_ui import TargetSpec
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
 _TIMM_NAME = re.compile(r"^(timm/)?[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?$")
@@ -33,26 +34,37 @@ class ChoiceError(ValueError):
 
 @dataclass
 class Context:
-    """What a page needs: the loaded model, the image and the class to explain."""
+    """What a page needs: the loaded model, the image and the target to explain."""
 
     model: explainers.ViTModel
-    model_key: tuple  # (name, weights, device): the cache key of the model
+    model_key: tuple  # (name, weights, device[, num_classes, img_size]): the cache key of the model
     image: Image.Image
     image_hash: str
     image_name: str
-    probs: np.ndarray  # (num_classes,) softmax of the model on the image
-    target: int
+    probs: np.ndarray  # (num_classes,) softmax of the model on the image (empty for a model without classes)
+    target: object  # a class index (int), or a target object of explainers.targets / explainers.text
     top5: list[int] = field(default_factory=list)
+    target_spec: TargetSpec | None = None  # the sidebar's choice (None: ``target`` is a class index)
+
+    @property
+    def target_key(self):
+        """A stable, hashable cache key of the target (target objects are rebuilt on every rerun)."""
+        if isinstance(self.target, (int, np.integer)):
+            return int(self.target)
+        return self.target_spec if self.target_spec is not None else repr(self.target)
 
     @property
     def label(self) -> str:
-        return self.model.labels[self.target]
+        if isinstance(self.target, (int, np.integer)):
+            return self.model.labels[int(self.target)]
+        return self.target_spec.describe(self.model) if self.target_spec is not None else \
+            self.target.describe(self.model)
 
     def x(self) -> torch.Tensor:
         return self.model.preprocess(self.image)
 
     def shown(self) -> Image.Image:
-        """The model's input (resized, centre-cropped) as an RGB image: what the heatmaps cover."""
+        """The model input (resized, centre-cropped) as an RGB image: what the heatmaps cover."""
         return model_input_image(self.model_key, self.image_hash, self.model, self.image)
 
 
@@ -127,7 +139,7 @@ MARK_HELP = ("✓ loads here · ⤓ downloads from the hub at first use · ✗ c
              "local weights)")
 
 
-def _model_section() -> tuple[str, str | None, str] | None:
+def _model_section() -> tuple | None:
     st.subheader("Model")
     names = [m.name for m in settings.CURATED]
     default = settings.default_model()
@@ -172,7 +184,20 @@ def _model_section() -> tuple[str, str | None, str] | None:
     devices = ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     device = st.selectbox("Device", devices, key="device",
                           help="auto: the GPU when there is one, else the CPU.")
-    return name, weights, str(resolve_device(device))
+    with st.expander("Advanced", icon=":material/settings:"):
+        n_typed = st.text_input("Number of classes", key="model.num_classes", max_chars=8,
+                                placeholder="the model's own",
+                                help="A new, untrained classifier of N classes; 0: no classifier (explain a region or "
+                                     "text target). Empty: the model's own head.")
+        size_typed = st.text_input("Input size", key="model.img_size", max_chars=12, placeholder="the model's own",
+                                   help="Build the model for this input size: N or H,W pixels (timm models; the "
+                                        "position embedding is resampled). Empty: the model's own.")
+    try:
+        num_classes, img_size = loading.parse_model_options(n_typed, size_typed)
+    except ValueError as e:
+        st.error(str(e))
+        return None
+    return name, weights, str(resolve_device(device)), num_classes, img_size
 
 
 def _failure_in_main(fail: LoadFailure, chosen: tuple) -> None:
@@ -219,29 +244,6 @@ def _image_section() -> tuple[Image.Image, str, str] | None:
         return None
 
 
-def _target_section(model, probs: np.ndarray, ident: str) -> int:
-    st.subheader("Target class")
-    top5 = [int(i) for i in np.argsort(-probs)[:5]]
-
-    def fmt(i: int) -> str:
-        return f"{model.labels[i].split(',')[0]} · {probs[i]:.1%}"
-
-    pills_key, any_key = f"top5.{ident}", f"anyclass.{ident}"
-
-    def clear(key: str) -> None:  # the last choice wins: a pill clears the search box and vice versa
-        st.session_state[key] = None
-
-    pick = st.pills("Top-5 predictions", top5, default=top5[0], format_func=fmt, key=pills_key,
-                    on_change=clear, args=(any_key,),
-                    help="The model's five most likely classes; click one to explain it.")
-    anyc = st.selectbox("Any class (type to search)", range(model.num_classes), index=None,
-                        key=any_key, placeholder="Search all classes…", on_change=clear, args=(pills_key,),
-                        format_func=lambda i: f"{i} · {model.labels[i]} ({probs[i]:.2%})")
-    if anyc is not None:
-        return int(anyc)
-    return int(pick) if pick is not None else top5[0]
-
-
 def sidebar(boot=None, show_target: bool = True) -> Context | None:
     """Draw the shared sidebar; store and return the context (None when no model or image is usable).
     ``boot``: an ``st.empty`` at the top of the main area that shows the loading progress while a model
@@ -267,8 +269,13 @@ def sidebar(boot=None, show_target: bool = True) -> Context | None:
         boot.empty()
     with st.sidebar:
         if model is not None:
+            classes = f"{model.num_classes} classes" if model.num_classes else "no classifier (embedding model)"
             st.caption(f"{model.num_layers} layers · {model.num_heads} heads · {model.grid()[0]}×"
-                       f"{model.grid()[1]} patches · {model.num_classes} classes · {model.device}")
+                       f"{model.grid()[1]} patches · {classes} · {model.device}")
+            asked = chosen[4] if len(chosen) > 4 else None
+            if asked is not None and tuple(model.input_size) != asked:
+                st.warning(f"This model keeps its own input size {model.input_size[0]}×{model.input_size[1]}: "
+                           "the input size option applies to timm models.")
         picked = _image_section()
         if model is None or picked is None:
             return None
@@ -276,9 +283,20 @@ def sidebar(boot=None, show_target: bool = True) -> Context | None:
         st.image(thumbnail(image_hash, image), width=160, caption=f"{image_name} · {image.size[0]}×{image.size[1]}")
         probs = predict(chosen, image_hash, model, image)
         ident = hashlib.sha1(repr((chosen, image_hash)).encode()).hexdigest()[:12]
-        target = _target_section(model, probs, ident) if show_target else int(np.argmax(probs))
+        if show_target:
+            spec = targets_ui.target_section(model, probs, ident, (chosen, image_hash), image,
+                                             model_input_image(chosen, image_hash, model, image))
+        else:
+            spec = targets_ui.default_spec(model, probs)
+        if spec is None:
+            return None
+        try:
+            target = spec.build()
+        except explainers.ExplainerError as e:
+            st.error(f"This target cannot be explained: {e}")
+            return None
     ctx = Context(model=model, model_key=chosen, image=image, image_hash=image_hash, image_name=image_name,
-                  probs=probs, target=target, top5=[int(i) for i in np.argsort(-probs)[:5]])
+                  probs=probs, target=target, top5=[int(i) for i in np.argsort(-probs)[:5]], target_spec=spec)
     st.session_state["ctx"] = ctx
     return ctx
 
@@ -289,3 +307,10 @@ def context() -> Context | None:
     if ctx is None:
         st.info("Choose a model and an image in the sidebar.")
     return ctx
+
+
+def page_context(title: str, caption: str) -> Context | None:
+    """A page's title and caption, then :func:`context` (None: the page stops)."""
+    st.title(title)
+    st.caption(caption)
+    return context()

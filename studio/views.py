@@ -19,7 +19,7 @@ import streamlit as st
 import explainers
 from explainers import METHODS, metrics, viz
 
-from . import cache, compute, plots, report, settings, state, widgets
+from . import cache, compute, photo_view, plots, report, runs, settings, state, targets_ui, widgets
 from .state import Context
 
 STEP_CHOICES = (5, 10, 20, 50)
@@ -38,6 +38,8 @@ def target_text(exp: explainers.Explanation, short: bool = False) -> str:
     """What the map explains: the class, or that it ignores the class (class-agnostic methods)."""
     if not class_specific(exp.method):
         return "class-agnostic: the same map for every class"
+    if exp.target < 0 or " rather than " in exp.label:  # a contrast, region or text target
+        return targets_ui.short_text(exp)
     label = exp.label.split(",")[0] if short else exp.label
     return f"{label} ({exp.probability:.1%})" if short else f"{exp.target} · {label} ({exp.probability:.2%})"
 
@@ -57,59 +59,23 @@ def how_it_works(method: str) -> None:
             st.markdown(widgets.rst_to_markdown(doc))
 
 
-def _cancel(flag_key: str, job) -> None:
-    st.session_state[flag_key] = job
-
-
-def ensure_capture(ctx: Context, method: str, heavy: dict, key: str) -> bool:
-    """Make sure the method's capture (its model passes) for these parameters is cached: at once when it
-    is, else with a progress bar and a Cancel button (a click on Cancel interrupts the run). Errors become
-    messages (no traceback). Returns whether the capture is ready."""
-    flag = f"{key}.cancelled"
-    try:
-        full_heavy, _ = compute.split_params(method, heavy, ctx.model)
-        job = compute.capture_key(ctx, method, full_heavy)
-        if job in compute.captures():
-            return True
-        if st.session_state.get(flag) == job:
-            st.warning("Cancelled. Change a parameter, or run it again.")
-            if st.button("Run again", key=f"{key}.again"):
-                st.session_state.pop(flag, None)
-                st.rerun()
-            return False
-        slot = st.empty()
-        with slot.container():
-            st.button("Cancel", key=f"{key}.cancel", on_click=_cancel, args=(flag, job),
-                      help="Stop this computation (nothing is kept).")
-            prog = compute.Progress(f"{name_of(method)}: {METHODS[method].cost}…")
-            compute.get_capture(ctx, method, heavy, prog)
-        slot.empty()
-        return True
-    except explainers.Cancelled:
-        st.warning("Cancelled.")
-    except explainers.ExplainerError as e:
-        st.error(f"{name_of(method)} failed: {e}")
-    return False
-
-
-def show_result(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float, key: str):
-    """Overlay beside the raw patch grid, what the map explains, warnings; returns the overlay image."""
-    shown = ctx.shown()
-    ov = viz.overlay(shown, exp.heatmap, alpha=alpha, cmap=cmap)
-    c1, c2 = st.columns([1, 1.15])
-    c1.image(ov, caption=f"{name_of(exp.method)} · {target_text(exp, short=True)}", width="stretch")
-    c1.image(plots.colorbar_strip(cmap), caption="low → high relevance", width="stretch")
-    c2.plotly_chart(plots.patch_grid(exp.patch_map, cmap), key=f"{key}.grid", width="stretch",
-                    config=CHART_CONFIG)
+def show_result(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float, key: str,
+                colour_bar: bool = True):
+    """The overlay on the photo beside the original (:mod:`studio.photo_view`), what the map explains, warnings,
+    the raw patch grid; returns the overlay image and the column beside the grid (for the top-5 chart)."""
+    ov = photo_view.show_on_photo(ctx, exp, cmap, alpha, f"{name_of(exp.method)} · {target_text(exp, short=True)}",
+                                  colour_bar)
     if class_specific(exp.method):
-        st.caption(f"Explained class **{exp.target} · {exp.label}** (probability {exp.probability:.2%}) · "
-                   f"{exp.seconds:.2f} s")
+        st.caption(f"{targets_ui.explained_caption(ctx, exp)} · {exp.seconds:.2f} s")
     else:
         st.caption(f"**Class-agnostic**: {name_of(exp.method)} gives the same map whatever class is chosen · "
                    f"{exp.seconds:.2f} s")
     for w in exp.warnings:
         st.warning(w)
-    return ov
+    grid_col, side = st.columns([1, 1.1])
+    grid_col.plotly_chart(plots.patch_grid(exp.patch_map, cmap), key=f"{key}.grid", width="stretch",
+                          config=CHART_CONFIG)
+    return ov, side
 
 
 def curve_settings(key: str) -> compute.CurveSettings | None:
@@ -197,15 +163,17 @@ def curves_section(ctx: Context, method: str, params: dict, exp, key: str):
 
 
 def download_buttons(ctx, exp, overlay, cmap, alpha, c=None, cs=None, key: str = "dl") -> None:
-    """The four downloads, made now and kept in the "downloads" cache: identical bytes keep the same media
+    """The four downloads (the PNGs at the photo's own resolution), made now and kept in the "downloads" cache:
+    identical bytes keep the same media
     file across reruns, so a button on screen never points at an expired file (Streamlit's deferred
     downloads expired under load, issue 16)."""
     display = {"colour_map": cmap, "opacity": alpha}
-    ckey = ("dl", ctx.model_key, ctx.image_hash, exp.method, exp.target, repr(sorted(exp.params.items())), cmap, alpha,
-            None if c is None else (c.insertion_auc, c.deletion_auc), cs)
+    ckey = ("dl", ctx.model_key, ctx.image_hash, exp.method, ctx.target_key, repr(sorted(exp.params.items())), cmap,
+            alpha, None if c is None else (c.insertion_auc, c.deletion_auc), cs)
+    full_overlay = lambda: photo_view.photo_overlay(ctx, exp, cmap, alpha, full=True)  # noqa: E731
     files = cache.cached("downloads", ckey, lambda: {
         name: (make(), mime) for name, (make, mime) in
-        report.downloads(ctx, exp, overlay, cmap, c, cs.describe() if cs else None, display).items()})
+        report.downloads(ctx, exp, full_overlay, cmap, c, cs.describe() if cs else None, display).items()})
     cols = st.columns(len(files))
     labels = ("Heatmap PNG", "Overlay PNG", "Raw map .npy", "JSON report")
     for col, label, (fname, (data, mime)) in zip(cols, labels, files.items()):
@@ -223,12 +191,16 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
         method = names[0]
     result_col, control_col = st.columns([2.6, 1], gap="large")
     with control_col, st.expander("Parameters", expanded=True, icon=":material/tune:"):
-        heavy = widgets.heavy_params(method, ctx.model)
+        current, run_clicked = widgets.heavy_params(method, ctx.model)
+        heavy, pending = runs.applied(ctx, method, current, run_clicked, key)
         params = {**heavy, **widgets.cheap_params(method, ctx.model)}
         st.divider()
         cmap, alpha = widgets.display_controls(key)
+        colour_bar = st.toggle("Colour bar", value=True, key=f"{key}.colour_bar", persist_state="session")
     with result_col:
-        if not ensure_capture(ctx, method, heavy, key):
+        if pending:
+            runs.pending_hint(method)
+        if not runs.ensure_capture(ctx, method, heavy, key):
             how_it_works(method)
             return
         try:
@@ -236,9 +208,10 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
         except explainers.ExplainerError as e:
             st.error(f"{name_of(method)} failed: {e}")
             return
-        overlay = show_result(ctx, exp, cmap, alpha, key)
-        st.plotly_chart(plots.top5(exp.top5, exp.target if class_specific(method) else None), key=f"{key}.top5",
-                        width="stretch", config=CHART_CONFIG)
+        overlay, side = show_result(ctx, exp, cmap, alpha, key, colour_bar)
+        if exp.top5:  # a model without classes has no top-5
+            side.plotly_chart(plots.top5(exp.top5, exp.target if class_specific(method) else None),
+                              key=f"{key}.top5", width="stretch", config=CHART_CONFIG)
     how_it_works(method)
     c = cs = None
     if with_curves:

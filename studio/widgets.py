@@ -89,18 +89,19 @@ def _described(method: str, model, cheap: bool) -> list[dict]:
     return [d for d in (p.describe(model) for p in explainers.METHODS[method].params) if d["cheap"] == cheap]
 
 
-def heavy_params(method: str, model, key_prefix: str = "p") -> dict:
-    """The widgets of the parameters that change the model passes, in a form: several can be changed
-    before the (possibly long) passes run again with "Run". Returns {name: value}."""
-    values = {}
+def heavy_params(method: str, model, key_prefix: str = "p") -> tuple[dict, bool]:
+    """The widgets of the parameters that change the model passes, in a bordered box with a Run button:
+    several can be changed before the (possibly long) passes run again (see :mod:`studio.runs`).
+    Returns ({name: value}, whether Run was clicked)."""
+    values, clicked = {}, False
     heavy = _described(method, model, cheap=False)
     if heavy:
-        with st.form(key=f"{key_prefix}.{method}.form", border=True):
+        with st.container(border=True):
             st.caption("Model passes (applied with Run)")
             for d in heavy:
                 values[d["name"]] = param_widget(method, d, f"{key_prefix}.{method}.{d['name']}")
-            st.form_submit_button("Run", type="primary", icon=":material/play_arrow:")
-    return values
+            clicked = st.button("Run", type="primary", icon=":material/play_arrow:", key=f"{key_prefix}.{method}.run")
+    return values, clicked
 
 
 def cheap_params(method: str, model, key_prefix: str = "p") -> dict:

@@ -17,6 +17,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import explainers  # noqa: E402
+import explainers.geometry  # noqa: E402
 import explainers.metrics  # noqa: E402
 import explainers.viz  # noqa: E402
 
@@ -205,7 +206,10 @@ def test_generic_attention_page_downloads(deit_tiny, cat_image):
     files = report.downloads(ctx, exp, overlay, "viridis", curves, {"preset": "standard", "steps": 4})
     data = {name.rsplit("_", 1)[1]: make() for name, (make, _) in files.items()}
     heat = np.asarray(Image.open(io.BytesIO(data["heatmap.png"])))
-    np.testing.assert_array_equal(heat, explainers.viz.colorize(exp.heatmap, "viridis"))
+    # at the photo's own resolution: the map mapped back through the model's resize and crop
+    assert heat.shape == (cat_image.size[1], cat_image.size[0], 3)
+    g = explainers.geometry.crop_geometry(deit_tiny.preprocessing, cat_image.size)
+    np.testing.assert_array_equal(heat, explainers.geometry.photo_heatmap(exp.heatmap, g, "viridis"))
     assert Image.open(io.BytesIO(data["overlay.png"])).size == overlay.size
     np.testing.assert_array_equal(np.load(io.BytesIO(data["map.npy"])), exp.patch_map)
     rep = json.loads(data["report.json"])

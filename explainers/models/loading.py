@@ -88,6 +88,23 @@ def _timm_family(name: str) -> str:
     return mod
 
 
+def _fit_timm_state(model, state: dict, new_head: bool, new_size: bool) -> dict:
+    """Local weights for a model built with another ``num_classes`` (the new head keeps its fresh initialisation)
+    or ``img_size`` (the position embedding is resampled, as timm does for its own pretrained weights)."""
+    own = model.state_dict()
+    if new_size:
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        try:
+            state = checkpoint_filter_fn(dict(state), model)
+        except Exception:  # noqa: BLE001 - another family's layout: the strict load below says what does not fit
+            pass
+    if new_head:
+        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        state.update({k: v for k, v in own.items() if k.startswith("head.")})
+    return state
+
+
 def _load_timm(name, weights, device, num_classes, img_size, pretrained, limit=None):
     import timm
 
@@ -129,6 +146,7 @@ def _load_timm(name, weights, device, num_classes, img_size, pretrained, limit=N
         except Exception as e:  # hub download failures: OSError, HTTP errors, LocalEntryNotFoundError, ...
             raise hub_error(name, e) from None
     if state is not None:
+        state = _fit_timm_state(model, state, num_classes is not None, img_size is not None)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:

@@ -15,7 +15,8 @@ stated in, with the target:
 * ``tokens``: time ÷ (masks × one batched forward of the token-dropped sequence per input) (TIS,
   similarity graph).
 
-    python benchmarks/bench_methods.py [--model NAME] [--weights PATH|random] [--device cpu] [--repeats 5]
+    python benchmarks/bench_methods.py [--model NAME] [--weights PATH|random] [--num-classes N] [--device cpu]
+        [--repeats 5]
         [--methods a,b] [--param rise:masks=1000 ...]
 
 ``--weights`` defaults to ``../shared/weights/NAME`` when that folder exists, else the hub.
@@ -87,6 +88,8 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", default=None, help="a local file/folder, or 'random' (default: ../shared/weights/"
                     "MODEL when it exists, else the hub)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--num-classes", type=int, default=None,
+                    help="a classifier head of N classes (for backbones such as eva02_tiny_patch14_224)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--methods", default="all")
@@ -98,7 +101,7 @@ def main(argv=None) -> None:
     overrides = parse_params(args.param)
 
     weights = args.weights if args.weights is not None else default_weights(args.model)
-    model = explainers.load_model(args.model, weights=weights, device=args.device)
+    model = explainers.load_model(args.model, weights=weights, device=args.device, num_classes=args.num_classes)
     from PIL import Image
 
     img = Image.open(ROOT / "assets" / "samples" / "both.png")

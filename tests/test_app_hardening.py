@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, WEIGHTS, _require
 
 pytest.importorskip("streamlit")
-from test_app import check_clean, new_app, offline_weights  # noqa: E402, F401  (autouse fixture)
+from app_support import check_clean, new_app, offline_weights  # noqa: E402, F401  (autouse fixture)
 
 import explainers  # noqa: E402
 

@@ -20,8 +20,8 @@ from conftest import SAMPLES
 from PIL import Image
 
 pytest.importorskip("streamlit")
+from app_support import check_clean, grid_values, new_app, offline_weights  # noqa: E402, F401  (autouse fixture)
 from streamlit.testing.v1.util import patch_config_options  # noqa: E402
-from test_app import check_clean, grid_values, new_app, offline_weights  # noqa: E402, F401  (autouse fixture)
 
 import explainers  # noqa: E402
 

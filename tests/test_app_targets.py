@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pytest
-from test_app import check_clean, curves_spec, grid_values, offline_weights, open_page  # noqa: F401
+from app_support import check_clean, curves_spec, grid_values, offline_weights, open_page  # noqa: F401
 
 import explainers
 from explainers import text

@@ -11,9 +11,7 @@ import types
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLES
-from PIL import Image
-from test_app import (
+from app_support import (
     check_clean,
     decode,
     grid_values,
@@ -22,6 +20,8 @@ from test_app import (
     open_page,
     plotly_specs,
 )
+from conftest import SAMPLES
+from PIL import Image
 
 from explainers.geometry import crop_geometry
 

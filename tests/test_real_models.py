@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import VAL100, val_images
+from conftest import VAL100, WEIGHTS, val_images
 
 import explainers
 from explainers.metrics import insertion_deletion, random_map
@@ -69,3 +69,17 @@ def test_vit_tiny_full_lrp_beats_random_on_insertion_and_sits_at_random_on_delet
     ins, dele = np.mean([s.insertion_auc for s in scores]), np.mean([s.deletion_auc for s in scores])
     assert ins > ins_floor + 0.015, (ins, ins_floor)
     assert abs(dele - del_floor) < 0.03, (dele, del_floor)
+
+
+def test_num_classes_with_local_weights_keeps_or_replaces_the_head(deit_tiny):
+    """num_classes equal to the weights' own keeps their trained head (the same logits); another number gets a
+    fresh head of that size over the same trunk; 0 gives the embedding model (no head)."""
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    same = explainers.load_model("deit_tiny_patch16_224", weights=WEIGHTS, num_classes=1000)
+    ten = explainers.load_model("deit_tiny_patch16_224", weights=WEIGHTS, num_classes=10)
+    none = explainers.load_model("deit_tiny_patch16_224", weights=WEIGHTS, num_classes=0)
+    with torch.inference_mode():
+        assert torch.allclose(same.forward(x), deit_tiny.forward(x), atol=1e-5)
+        assert ten.forward(x).shape == (2, 10)
+        e_own, e_none = deit_tiny.outputs(x).embedding, none.outputs(x).embedding
+        assert torch.allclose(e_own, e_none, atol=1e-5) and none.outputs(x).logits is None

@@ -89,7 +89,8 @@ def _timm_family(name: str) -> str:
 
 
 def _fit_timm_state(model, state: dict, new_head: bool, new_size: bool) -> dict:
-    """Local weights for a model built with another ``num_classes`` (the new head keeps its fresh initialisation)
+    """Local weights for a model built with another ``num_classes`` (a head of another size keeps its fresh
+    initialisation; the weights' own number of classes keeps their head)
     or ``img_size`` (the position embedding is resampled, as timm does for its own pretrained weights)."""
     own = model.state_dict()
     if new_size:
@@ -99,9 +100,12 @@ def _fit_timm_state(model, state: dict, new_head: bool, new_size: bool) -> dict:
             state = checkpoint_filter_fn(dict(state), model)
         except Exception:  # noqa: BLE001 - another family's layout: the strict load below says what does not fit
             pass
-    if new_head:
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        state.update({k: v for k, v in own.items() if k.startswith("head.")})
+    if new_head:  # a head of another size (or none: num_classes=0) replaces the weights' own
+        fits = all(k in own and tuple(v.shape) == tuple(own[k].shape)
+                   for k, v in state.items() if k.startswith("head."))
+        if not fits:
+            state = {k: v for k, v in state.items() if not k.startswith("head.")}
+            state.update({k: v for k, v in own.items() if k.startswith("head.")})
     return state
 
 

@@ -225,6 +225,14 @@ def test_clip_text_prompt_zero_shot_and_contrast(tiny_clip, both_image):
     np.testing.assert_allclose(grid_values(at), ref.patch_map, rtol=1e-3, atol=1e-7)
     b = [s for s in at.sidebar.selectbox if s.key.startswith("text.b.")][0]
     assert "a dog" not in b.options and set(LABELS) <= set(b.options)  # B: any label but A (or a typed prompt)
+    # the JSON report records the prompts, the labels and the templates
+    from studio import report
+
+    rep = report.report(at.session_state["ctx"], ref)
+    choice = rep["target"]["choice"]
+    assert choice["kind"] == "text_contrast" and list(choice["prompts"]) == ["a dog", "cat"]
+    assert list(choice["labels"]) == list(LABELS) and choice["templates"] == "simple"
+    assert rep["target"]["explains"].startswith("text: 'a dog' rather than 'cat'")
 
 
 PAGES = ["attention", "chefer", "generic_attention", "vit_cx", "similarity_graph", "gradmask", "masks", "compare"]

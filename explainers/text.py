@@ -171,6 +171,15 @@ def text_tower(model, tokenizer=None) -> TextTower:
         return tower
 
 
+def share_tokenizer(source, copy) -> None:
+    """Give ``copy`` (e.g. the float64 copy the LRP methods make) the tokenizer ``source`` already has, so that
+    it never loads one again (a locally given tokenizer may not be loadable at all)."""
+    with _lock:
+        tower = _towers.get(source.module)
+    if tower is not None and copy.module is not source.module:
+        text_tower(copy, tokenizer=tower.tokenizer)
+
+
 def text_embeddings(model, prompts, templates=None) -> torch.Tensor:
     """(K, E) normalised text embeddings of ``prompts`` (template ensemble), cached per (model, prompts, templates)."""
     prompts, tmpl = _clean(prompts), resolve_templates(templates)

@@ -21,7 +21,8 @@ from explainers.errors import InvalidParameterError, ModelLoadError
 from explainers.targets import ClassLogit, ClassProbability, Contrast
 
 PROMPTS = ["a photo of a dog", "a cat", "a red car on the road", "a bird in the sky"]
-LRP = {"transformer_attribution", "lrp_full", "lrp_last_layer"}  # start from the cosine rule, not a linear head
+# start from the cosine rule, not a linear head
+LRP = {m for m, spec in explainers.METHODS.items() if spec.family == "lrp"}
 
 
 def _clip_tokenizer():

@@ -7,6 +7,7 @@ import copy
 
 import torch
 
+from .. import text
 from ..models import Outputs
 from ..registry import Capture, Maps, Method, Param, register
 from ..targets import ClassLogit, Contrast, bind
@@ -60,6 +61,7 @@ def _float64_copy(model):
     if m.device.type == "mps":  # no float64 there
         m.device = torch.device("cpu")
     m.module.to(device=m.device, dtype=torch.float64)
+    text.share_tokenizer(model, m)  # a CLIP/SigLIP model's tokenizer, given or loaded once
     return m
 
 

@@ -60,3 +60,27 @@ def test_full_lrp_computes_in_float64_by_default(deit_tiny):
     default = explainers.explain(deit_tiny, x, "lrp_full").patch_map
     np.testing.assert_array_equal(default, explainers.explain(deit_tiny, x, "lrp_full", precision="float64").patch_map)
     assert not np.allclose(default, explainers.explain(deit_tiny, x, "lrp_full", precision="float32").patch_map)
+
+
+def test_float64_copy_is_reused_until_the_weights_change():
+    """The float64 copy is made once per model and reused, and made again as soon as a weight is edited in place
+    (the cached copy must never explain stale weights)."""
+    from conftest import random_model
+
+    from explainers.methods import lrp
+
+    model = random_model("hf_vit")
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    first = lrp._float64_copy(model)
+    assert lrp._float64_copy(model) is first  # unchanged weights: the same copy
+    before = explainers.explain(model, x, "lrp_full", target=3).patch_map
+    with torch.no_grad():
+        model.blocks[-1].proj.weight.mul_(-1.5)  # an in-place edit bumps the version counter
+    second = lrp._float64_copy(model)
+    assert second is not first
+    assert torch.equal(second.blocks[-1].proj.weight, model.blocks[-1].proj.weight.double())
+    after = explainers.explain(model, x, "lrp_full", target=3).patch_map
+    fresh = explainers.explain(copy.deepcopy(model), x, "lrp_full", target=3).patch_map  # no cache entry yet
+    np.testing.assert_array_equal(after, fresh)
+    assert not np.allclose(before, after)
+    assert model.module.classifier.weight.dtype == torch.float32  # the user's model stays float32

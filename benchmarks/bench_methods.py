@@ -18,6 +18,12 @@ stated in, with the target:
     python benchmarks/bench_methods.py [--model NAME] [--weights PATH|random] [--num-classes N] [--device cpu]
         [--repeats 5]
         [--methods a,b] [--param rise:masks=1000 ...]
+    python benchmarks/bench_methods.py --text [--text-size tiny|small] [--methods a,b] [--repeats 3] [--device cpu]
+
+``--text`` prints instead the cost of a text target (a CLIP prompt) relative to a class target per method, with
+its target (within 10% for every method; the text pass excluded and cached): the comparison of
+``benchmarks/bench_text.py``, on its randomly initialised CLIP model (``--model``/``--weights``/``--param`` do not
+apply).
 
 ``--weights`` defaults to ``../shared/weights/NAME`` when that folder exists, else the hub.
 """
@@ -82,7 +88,7 @@ def parse_params(items: list[str]) -> dict[str, dict]:
     return out
 
 
-def main(argv=None) -> None:
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deit_tiny_patch16_224", help="any name load_model takes")
     ap.add_argument("--weights", default=None, help="a local file/folder, or 'random' (default: ../shared/weights/"
@@ -95,7 +101,12 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", default="all")
     ap.add_argument("--param", action="append", default=[], help="method:key=value, e.g. rise:masks=1000")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--text", action="store_true", help="the cost of a text target relative to a class target "
+                    "(benchmarks/bench_text.py on its CLIP model); target within 10%%, text pass excluded and cached")
+    ap.add_argument("--text-size", default="small", choices=("tiny", "small"), help="--text: the CLIP image tower")
     args = ap.parse_args(argv)
+    if args.text:
+        return text_comparison(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = parse_params(args.param)
@@ -195,6 +206,16 @@ def main(argv=None) -> None:
         print(f"{name:24s} {t1 * 1e3:9.1f} {t1 / f1:6.2f} {t1 / fb1:6.2f} | {tB * 1e3:12.1f} "
               f"{tB / (fB / args.batch):6.2f} {tB / (fbB / args.batch):6.2f} | {passes:6d} {ratio:13.2f} | "
               f"{target_ratio:5.2f} {kind:>6s} ≤{limit:<3g} {verdict}", flush=True)
+
+
+def text_comparison(args) -> list[dict]:
+    """``--text``: run ``bench_text`` with this command's methods, repeats, device and threads."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_text
+
+    methods = "" if args.methods == "all" else args.methods
+    return bench_text.main(["--size", args.text_size, "--methods", methods, "--repeats", str(args.repeats),
+                            "--device", args.device, "--threads", str(args.threads)])
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """The Evaluate page: the batch evaluation (``explainers.evaluate``) over bundled samples or uploaded photos.
 Its inputs (uploads, boxes, methods, protocol) and results live in the session state, so they survive page
-switches; the summary can be exported as CSV and HTML."""
+switches; the summary can be exported as CSV and HTML. With a CLIP or SigLIP model the run is zero-shot
+(:mod:`studio.evaluate_text`: each image explained for its top label among the chosen labels; the downloads record
+the labels and templates); a model with neither classes nor a text side offers no run."""
 
 from __future__ import annotations
 
 import io
 import json
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -15,7 +18,7 @@ import explainers
 from explainers import METHODS, metrics
 from explainers.evaluation.report import COLUMN_TITLES
 
-from . import state
+from . import evaluate_text, state
 from .views import STEP_CHOICES, name_of
 
 MIN_IMAGES_FOR_CI = 5
@@ -61,10 +64,15 @@ def evaluate_page() -> None:
     from explainers import evaluate
 
     ctx = state.page_context("Evaluate", "Batch evaluation: every chosen method on every image (its predicted "
-                             "class), scored with the insertion/deletion protocol; a summary table per method and "
-                             "the mean curves.")
+                             "class, or for a CLIP or SigLIP model its zero-shot label), scored with the "
+                             "insertion/deletion protocol; a summary table per method and the mean curves.")
     if ctx is None:
         return
+    mode = evaluate_text.mode_section(ctx.model)
+    if mode is None:
+        show_result(st.session_state.get("ev.result"))
+        return
+    zero_shot = mode if isinstance(mode, evaluate_text.ZeroShot) else None
     source = st.radio("Images", ["Bundled samples", "Upload"], key="ev.source", horizontal=True,
                       persist_state="session")
     images = _images(source)
@@ -86,7 +94,8 @@ def evaluate_page() -> None:
     if images and len(images) < MIN_IMAGES_FOR_CI:
         st.warning(f"{len(images)} image(s): the 95% confidence intervals need at least {MIN_IMAGES_FOR_CI} images "
                    "to mean much (with one image there is none).")
-    run = st.button("Run the evaluation", type="primary", key="ev.run", disabled=not (images and chosen))
+    run = st.button("Run the evaluation", type="primary", key="ev.run",
+                    disabled=not (images and chosen and (mode == "class" or zero_shot is not None)))
     if run:
         bar = st.progress(0.0, text="Evaluating…")
         st.button("Cancel", key="ev.cancel", help="Stop the evaluation (a click interrupts it).")
@@ -95,53 +104,82 @@ def evaluate_page() -> None:
             bar.progress(done / max(total, 1), text=f"Evaluating… {done}/{total} (image, method) pairs")
 
         try:
-            rows = evaluate.evaluate_images(ctx.model, images, chosen, boxes=boxes, preset=preset, steps=steps,
+            model = ctx.model
+            if zero_shot is not None:
+                bar.progress(0.0, text="Encoding the labels' prompts…")
+                model = zero_shot.classifier(ctx.model)
+            rows = evaluate.evaluate_images(model, images, chosen, boxes=boxes, preset=preset, steps=steps,
                                             progress=progress, extra=extra)
         except explainers.ExplainerError as e:
             st.error(f"The evaluation failed: {e}")
             return
         finally:
             bar.empty()
-        st.session_state["ev.result"] = (ctx.model_key[0].rsplit("/", 1)[-1], preset, steps, rows)
+        st.session_state["ev.result"] = {"model": ctx.model_key[0].rsplit("/", 1)[-1], "preset": preset,
+                                         "steps": steps, "rows": rows, "zero_shot": zero_shot}
         st.rerun()
     show_result(st.session_state.get("ev.result"))
 
 
 def show_result(result) -> None:
-    from explainers import evaluate
-
     if result is None:
         st.info("Choose images and methods, then run the evaluation.")
         return
-    model_name, preset_used, steps_used, rows = result
+    rows, zero_shot = result["rows"], result.get("zero_shot")
     n_images = len({r["image"] for r in rows})
-    st.caption(f"Model {model_name} · {metrics.PRESETS[preset_used].title.split(',')[0]} · "
-               f"{steps_used or 'preset'} steps · {n_images} images · {len(rows)} (image, method) pairs · the "
-               "predicted class of each image is explained")
+    explained = "the predicted class of each image is explained" if zero_shot is None else \
+        f"each image is explained for its zero-shot top label among {zero_shot.describe()}"
+    st.caption(f"Model {result['model']} · {metrics.PRESETS[result['preset']].title.split(',')[0]} · "
+               f"{result['steps'] or 'preset'} steps · {n_images} images · {len(rows)} (image, method) pairs · "
+               f"{explained}")
     for r in rows:
         if r.get("error"):
             st.warning(f"{r['image']} / {r['method']}: {r['error']}")
     st.subheader("Summary (mean ± 95% confidence interval)")
-    table = summary_table(evaluate.summarize(rows))
+    table, flat, fig = result_views(result)
     st.dataframe(table, hide_index=True, width="stretch", key="ev.summary")
-    flat = [{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows]
     with st.expander("All rows"):
-        st.dataframe(pd.DataFrame(flat), hide_index=True, width="stretch", key="ev.rows")
+        st.dataframe(flat, hide_index=True, width="stretch", key="ev.rows")
+    st.plotly_chart(fig, key="ev.curves", width="stretch", config={"displaylogo": False})
+    files = exports(result, table, flat, fig)
+    for col, (name, kind, title, key) in zip(st.columns(3), EXPORTS):
+        col.download_button(title, files[name], name, kind, key=key, on_click="ignore", icon=":material/download:")
+
+
+EXPORTS = [("summary.csv", "text/csv", "Summary CSV", "ev.dl.summary"),
+           ("results.csv", "text/csv", "All rows CSV", "ev.dl.rows"),
+           ("evaluation.html", "text/html", "Report HTML", "ev.dl.html")]
+
+
+def result_views(result) -> tuple[pd.DataFrame, pd.DataFrame, object]:
+    """The summary table, the table of all rows (no curves) and the mean curves' figure of a result."""
+    from explainers import evaluate
+
+    rows = result["rows"]
+    table = summary_table(evaluate.summarize(rows))
+    flat = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, (list, dict))} for r in rows])
     named = [{**r, "method": name_of(r["method"]) if r["method"] in METHODS else f"{r['method']} (reference)"}
              for r in rows]
     fig = evaluate.curves_figure(named)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2), modebar=dict(orientation="v"))
-    st.plotly_chart(fig, key="ev.curves", width="stretch", config={"displaylogo": False})
-    c1, c2, c3 = st.columns(3)
-    c1.download_button("Summary CSV", table.to_csv(index=False).encode(), "summary.csv", "text/csv",
-                       key="ev.dl.summary", on_click="ignore", icon=":material/download:")
-    c2.download_button("All rows CSV", pd.DataFrame(flat).to_csv(index=False).encode(), "results.csv", "text/csv",
-                       key="ev.dl.rows", on_click="ignore", icon=":material/download:")
+    return table, flat, fig
+
+
+def exports(result, table: pd.DataFrame, flat: pd.DataFrame, fig) -> dict[str, bytes]:
+    """The downloads by file name. A zero-shot run records its labels (as ``--zero-shot`` takes them) and templates
+    in two columns of each CSV and a line of the report."""
+    zero_shot = result.get("zero_shot")
+    record = zero_shot.record() if zero_shot is not None else {}
     html = io.StringIO()
-    html.write(f"<h1>Evaluation: {model_name}</h1>{table.to_html(index=False)}")
+    html.write(f"<h1>Evaluation: {escape(result['model'])}</h1>")
+    if zero_shot is not None:
+        html.write(f"<p>Zero-shot: each image is explained for its top label among "
+                   f"{escape(zero_shot.describe())}.</p>")
+    html.write(table.to_html(index=False))
     html.write(fig.to_html(full_html=False, include_plotlyjs="cdn"))
-    c3.download_button("Report HTML", html.getvalue().encode(), "evaluation.html", "text/html", key="ev.dl.html",
-                       on_click="ignore", icon=":material/download:")
+    return {"summary.csv": table.assign(**record).to_csv(index=False).encode(),
+            "results.csv": flat.assign(**record).to_csv(index=False).encode(),
+            "evaluation.html": html.getvalue().encode()}
 
 
 def _keep_boxes() -> None:

@@ -12,7 +12,6 @@ the top-half mean is below 0.5).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -20,32 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from explainers import sanity  # noqa: E402
-from explainers.metrics import randomisation as R  # noqa: E402
+from explainers.sanity_run import read_results as read_sanity  # noqa: E402
 
 
 def read_results(folders) -> list[sanity.SanityResult]:
-    """SanityResult objects (cascading mode, with their random-logit row) rebuilt from sanity.csv files."""
-    rows: dict[tuple, list[dict]] = {}
-    for folder in folders:
-        with open(Path(folder) / "sanity.csv", newline="") as f:
-            for r in csv.DictReader(f):
-                rows.setdefault((r["image"], r["method"]), []).append(r)
-    out = []
-    for (image, method), rs in rows.items():
-        casc = {int(r["step"]): r for r in rs if r["mode"] == "cascading"}  # a repeated image keeps one copy
-        if not casc:
-            continue
-        plan = R.cascading_steps(max(int(r["blocks_randomised"]) for r in casc.values()))
-        if sorted(casc) != [s.index for s in plan]:
-            raise SystemExit(f"{image} / {method}: the steps in sanity.csv are not a whole cascading run")
-        vals = {k: [float(casc[s.index][k]) for s in plan] for k in R.SIMILARITIES}
-        res = sanity.SanityResult(method=method, image=image, mode="cascading", target=int(casc[0]["target"]),
-                                  steps=plan, num_layers=plan[-1].blocks, **vals)
-        rl = [r for r in rs if r["mode"] == "random_logit"]
-        if rl:
-            res.random_logit = {k: float(rl[0][k]) for k in R.SIMILARITIES}
-        out.append(res)
-    return out
+    """Cascading results (with their random-logit values) from sanity.csv files."""
+    return [r for r in read_sanity(list(folders)) if r.mode == "cascading"]
 
 
 def table(models: dict[str, list[sanity.SanityResult]]) -> str:

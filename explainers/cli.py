@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_evaluate = None
     if _add_evaluate is not None:
         _add_evaluate(sub)
-    from .sanity import add_cli as _add_sanity
+    from .sanity_run import add_cli as _add_sanity
 
     _add_sanity(sub)
     return ap

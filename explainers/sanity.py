@@ -18,20 +18,18 @@ Command line::
 
     python -m explainers sanity --model M [--weights P] --methods all|a,b --images DIR [--limit N] --out DIR
 
-writes ``sanity.csv`` (one row per image, method, mode and step), ``summary.csv`` / ``summary.md`` (mean
+(:mod:`explainers.sanity_run`: resumable) writes ``sanity.csv`` (one row per image, method, mode and
+step), ``summary.csv`` / ``summary.md`` (mean
 similarity after randomising the top block, the top half and all blocks, random-logit similarity, verdict) and
 ``sanity.html`` (a self-contained Plotly page: similarity against randomised depth, one curve per method).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -39,8 +37,8 @@ from .errors import Cancelled, InvalidParameterError
 from .metrics import randomisation as R
 from .metrics.reference import gaussian_map, random_map, seed_for
 
-__all__ = ["PASS_THRESHOLD", "SanityResult", "sanity_check", "random_logit_check", "resolve_methods", "run_sanity",
-           "summarize", "summary_markdown", "figure", "add_cli"]
+__all__ = ["PASS_THRESHOLD", "SanityResult", "sanity_check", "random_logit_check", "resolve_methods", "summarize",
+           "summary_markdown", "figure"]  # run_sanity, read_results, add_cli: explainers.sanity_run (also here)
 
 PASS_THRESHOLD = 0.5
 REFERENCE = ("random", "gaussian")  # maps that ignore the model: they must fail
@@ -299,83 +297,9 @@ def figure(results: list[SanityResult], mode: str = "cascading", threshold: floa
     return fig
 
 
-def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), limit=None, seed: int = 0,
-               random_logit: bool = True, show_progress: bool = True) -> dict:
-    """Run the check on the images of a folder (sorted by name) and write the CSV, summary and HTML files."""
-    from .images import load_image
+def __getattr__(name):  # the command's code lives in sanity_run (it imports this module)
+    if name in ("run_sanity", "read_results", "add_cli"):
+        from . import sanity_run
 
-    folder = Path(images_dir)
-    if not folder.is_dir():
-        raise InvalidParameterError(f"--images {str(folder)!r} is not a folder")
-    suffixes = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-    files = files[:limit] if limit else files
-    if not files:
-        raise InvalidParameterError(f"no images in {str(folder)!r}")
-    names = resolve_methods(methods)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(files) * len(modes), desc="sanity", unit="image", file=sys.stderr)
-    results: list[SanityResult] = []
-    t0 = time.perf_counter()
-    for f in files:
-        image = load_image(f)
-        for mode in modes:
-            results += sanity_check(model, image, names, mode, seed=seed, name=f.name,
-                                    random_logit=random_logit and mode == modes[0])
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    rows = [row for r in results for row in r.rows()]
-    with open(out / "sanity.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    summary = summarize(results)
-    if summary:
-        with open(out / "summary.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(summary[0]))
-            w.writeheader()
-            w.writerows(summary)
-        (out / "summary.md").write_text(summary_markdown(summary))
-    with open(out / "sanity.html", "w") as fh:
-        for i, mode in enumerate(modes):
-            fh.write(figure(results, mode).to_html(full_html=i == 0, include_plotlyjs=i == 0))
-    return {"images": len(files), "methods": names, "modes": list(modes), "rows": len(rows), "out": str(out),
-            "seconds": round(time.perf_counter() - t0, 1), "summary": summary}
-
-
-def cmd_sanity(args) -> int:
-    import json
-
-    from . import load_model
-
-    model = load_model(args.model, weights=args.weights, device=args.device)
-    modes = ("cascading", "independent") if args.mode == "both" else (args.mode,)
-    info = run_sanity(model, args.images, args.out, methods=args.methods, modes=modes, limit=args.limit,
-                      seed=args.seed, random_logit=not args.no_random_logit, show_progress=not args.quiet)
-    print(summary_markdown(info["summary"]) if info["summary"] else "", end="")
-    print(json.dumps({k: v for k, v in info.items() if k != "summary"}))
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register ``python -m explainers sanity``."""
-    p = subparsers.add_parser("sanity", help="model parameter randomisation and random-logit sanity checks")
-    p.add_argument("--model", required=True, help="timm name, Hugging Face id or local HF folder")
-    p.add_argument("--weights", default=None, help="local weights file/folder (offline use)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--methods", default="all", help="'all' or a comma-separated list (also 'random', 'gaussian')")
-    p.add_argument("--images", required=True, help="folder of images (sorted by name)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N images")
-    p.add_argument("--mode", default="cascading", choices=["cascading", "independent", "both"])
-    p.add_argument("--seed", type=int, default=0, help="randomisation seed (default 0)")
-    p.add_argument("--no-random-logit", action="store_true", help="skip the random-logit test")
-    p.add_argument("--out", required=True, help="output folder (sanity.csv, summary.csv/.md, sanity.html)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_sanity)
+        return getattr(sanity_run, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -292,3 +292,51 @@ def test_sanity_page_shows_the_strip_and_the_curve_and_caches(monkeypatch):
     assert len(sanity_page._store()) >= 1
     at.run()  # cached: no recomputation, the same strip
     assert [c for el in at.main.image for c in (i.caption for i in el.proto.imgs)] == captions
+
+
+def test_sanity_command_resumes_and_extends_a_folder(deit_tiny, cat_image, tmp_path, monkeypatch):
+    """An interrupted run keeps the images it finished; the rerun computes only the missing (image, method) pairs
+    (a new method, a higher --limit) and its files equal a run in one go; other settings are refused."""
+    from explainers import sanity_run
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        cat_image.rotate(90 * i).save(images / f"im{i}.png")
+    monkeypatch.setattr(explainers, "load_model", lambda *a, **k: deit_tiny)
+    ap = argparse.ArgumentParser()
+    sanity_run.add_cli(ap.add_subparsers(dest="command"))
+
+    def run(out, methods, *extra):
+        args = ap.parse_args(["sanity", "--model", "deit_tiny_patch16_224", "--methods", methods, "--images",
+                              str(images), "--out", str(out), "--quiet", "--no-random-logit", *extra])
+        return args.func(args)
+
+    real, calls = sanity.sanity_check, []
+
+    class Stopped(Exception):
+        pass
+
+    def counting(model, image, methods, *a, name="image", **k):
+        calls.append((name, tuple(methods)))
+        if calls == [("im0.png", ("attention_rollout",)), ("im1.png", ("attention_rollout",))]:
+            raise Stopped  # the first run stops during the second image
+        return real(model, image, methods, *a, name=name, **k)
+
+    monkeypatch.setattr(sanity, "sanity_check", counting)
+    with pytest.raises(Stopped):
+        run(tmp_path / "out", "attention_rollout", "--limit", "2")
+    assert {r["image"] for r in csv.DictReader(open(tmp_path / "out" / "sanity.csv"))} == {"im0.png"}
+    calls.clear()
+    assert run(tmp_path / "out", "attention_rollout,gaussian") == 0
+    assert calls == [("im0.png", ("gaussian",)), ("im1.png", ("attention_rollout", "gaussian")),
+                     ("im2.png", ("attention_rollout", "gaussian"))]
+    calls.clear()
+    assert run(tmp_path / "out", "attention_rollout,gaussian") == 0 and calls == []  # nothing left to do
+    assert run(tmp_path / "once", "attention_rollout,gaussian") == 0
+    a, b = (sorted(csv.DictReader(open(tmp_path / d / "sanity.csv")), key=lambda r: (r["image"], r["method"], r["step"]))  # noqa: E501
+            for d in ("out", "once"))
+    assert a == b and len(a) == 3 * 2 * (deit_tiny.num_layers + 3)
+    assert (tmp_path / "out" / "summary.md").read_text() == (tmp_path / "once" / "summary.md").read_text()
+    with pytest.raises(InvalidParameterError, match="seed"):
+        run(tmp_path / "out", "attention_rollout", "--seed", "1")

@@ -66,9 +66,10 @@ def test_imputation_reproduces_a_linear_gradient_in_the_interior():
 
 
 def test_imputation_fast_path_equals_a_direct_solve():
-    """The nested-dissection ordered sparse LU gives the solution of the system written out pixel by pixel
-    (dense, numpy.linalg.solve), with the noise drawn in raster order of the removed pixels as before."""
-    from explainers.metrics import road_metric as RM
+    """The nested-dissection ordered sparse LU (explainers.metrics.imputation: sliced assembly, flipped signs)
+    gives the solution of the system written out pixel by pixel (dense, numpy.linalg.solve), with the noise
+    drawn in raster order of the removed pixels as before."""
+    from explainers.metrics import imputation as RM
 
     rng = np.random.default_rng(3)
     C, H, W = 2, 13, 17
@@ -96,6 +97,14 @@ def test_imputation_fast_path_equals_a_direct_solve():
     np.testing.assert_allclose(noisy, want, atol=1e-12)
     keys = RM._dissection_keys(224, 224)
     assert np.array_equal(np.sort(keys), np.arange(224 * 224))  # an ordering of every pixel
+    # the assembled matrix is the dense one with the signs flipped, in dissection order: symmetric, SPD
+    nd = RM._dissection_order(H, W)
+    order = nd[removed.ravel()[nd]]
+    S, b = RM._system(img, removed, order)
+    perm = np.searchsorted(idx, order)
+    np.testing.assert_allclose(S.toarray(), -A[np.ix_(perm, perm)], atol=1e-15)
+    np.testing.assert_allclose(b, -rhs[perm], atol=1e-15)
+    assert np.linalg.eigvalsh(S.toarray()).min() > 0
 
 
 def test_imputation_matches_quantus(quantus):

@@ -16,7 +16,7 @@ The fractions are those of the insertion/deletion preset (:data:`explainers.metr
 removed and the system has no known value: the image's mean colour (plus noise) is used. Areas are plain
 trapezoids on [0, 1]. The imputation is done in the model-input (normalised) space, channel by channel: since
 the normalisation is affine per channel and the weights sum to 1, this equals imputing in pixel space (only
-the noise's scale differs).
+the noise's scale differs). The sparse solve lives in :mod:`explainers.metrics.imputation`.
 
 Differences from Quantus's ``ROAD`` (on purpose): Quantus scores top-1 accuracy (we score the preset's score,
 softmax probability by default; ``score="accuracy"`` reproduces Quantus) and ranks a map broadcast over the
@@ -26,117 +26,17 @@ colour channels (so it only runs on one-channel inputs); with one channel, ``noi
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.sparse import csc_matrix
-from scipy.sparse.linalg import splu
 
 from ..errors import InvalidParameterError
+from .imputation import NEIGHBOURS, _dissection_keys, noisy_linear_imputation  # noqa: F401 (re-exported)
 from .perturbation import get_preset, rank_pixels, trapezoid
 
 __all__ = ["RoadCurves", "road", "noisy_linear_imputation", "NEIGHBOURS"]
-
-# (row offset, column offset, weight): the ROAD paper's 8-neighbourhood
-NEIGHBOURS = ((1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12), (0, -1, 1 / 6), (-1, -1, 1 / 12),
-              (1, 0, 1 / 6), (-1, 0, 1 / 6))
-
-
-def noisy_linear_imputation(image, removed, noise: float = 0.01, seed: int | None = 0) -> np.ndarray:
-    """Fill the ``removed`` pixels of ``image`` by noisy linear imputation (ROAD).
-
-    image: (C, H, W) array or tensor; removed: (H, W) bool. Returns a float64 (C, H, W) array: known pixels
-    unchanged, each removed pixel the solution of ``sum_j w_j (u_j - u_i) = 0`` over its in-frame neighbours
-    (a sparse system, one right-hand side per channel, solved by LU), plus ``noise`` x N(0, 1) drawn from
-    ``numpy.random.default_rng(seed)``. A linear gradient is reproduced exactly away from the image border.
-    """
-    img = image.detach().cpu().double().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, np.float64)
-    if img.ndim != 3:
-        raise InvalidParameterError(f"image must be (C, H, W), got shape {img.shape}")
-    C, H, W = img.shape
-    rem = np.asarray(removed, dtype=bool)
-    if rem.shape != (H, W):
-        raise InvalidParameterError(f"removed must be an (H, W) = {(H, W)} mask, got shape {rem.shape}")
-    if noise < 0:
-        raise InvalidParameterError("noise must be >= 0")
-    out = img.copy().reshape(C, H * W)
-    idx = np.flatnonzero(rem)
-    m = idx.size
-    if m == 0:
-        return out.reshape(C, H, W)
-    if m == H * W:  # nothing known: the (singular) system's constant solutions; take the image's mean colour
-        out[:, idx] = img.reshape(C, -1).mean(1, keepdims=True)
-    else:
-        order = idx[np.argsort(_dissection_keys(H, W)[idx], kind="stable")]  # unknowns in dissection order
-        out[:, order] = _solve(img.reshape(C, -1), rem.ravel(), order, H, W).T
-    if noise > 0:  # drawn in raster order of the removed pixels
-        out[:, idx] += noise * np.random.default_rng(seed).standard_normal((C, m))
-    return out.reshape(C, H, W)
-
-
-def _solve(img: np.ndarray, flat_rem: np.ndarray, order: np.ndarray, H: int, W: int) -> np.ndarray:
-    """The imputation system for the removed pixels ``order`` (unknown ``j`` is pixel ``order[j]``) -> (m, C).
-
-    Row ``i``: ``sum_j w_j u_j - (sum_j w_j) u_i = 0`` over the in-frame neighbours, known values moved to the
-    right-hand side. The matrix is symmetric and weakly diagonally dominant, so LU needs no pivoting; the
-    unknowns come in nested-dissection order (:func:`_dissection_keys`), which SuperLU keeps
-    (``permc_spec="NATURAL"``): about half the fill and time of its own minimum-degree ordering on these
-    grids, with the same solution to ~1e-10."""
-    m = order.size
-    var = np.full(H * W, -1, dtype=np.int64)
-    var[order] = np.arange(m)
-    ys, xs = order // W, order % W
-    diag = np.zeros(m)
-    rhs = np.zeros((m, img.shape[0]))
-    rows, cols, vals = [], [], []
-    for dy, dx, w in NEIGHBOURS:
-        ny, nx = ys + dy, xs + dx
-        ok = (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
-        i = np.flatnonzero(ok)
-        nb = ny[ok] * W + nx[ok]
-        diag[i] -= w
-        unknown = flat_rem[nb]
-        rows.append(i[unknown])
-        cols.append(var[nb[unknown]])
-        vals.append(np.full(int(unknown.sum()), w))
-        known_i, known_nb = i[~unknown], nb[~unknown]
-        for c in range(img.shape[0]):
-            rhs[:, c] -= np.bincount(known_i, weights=w * img[c, known_nb], minlength=m)
-    rows.append(np.arange(m))
-    cols.append(np.arange(m))
-    vals.append(diag)
-    A = csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, m))
-    return splu(A, permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True}).solve(rhs)
-
-
-@functools.lru_cache(maxsize=8)
-def _dissection_keys(H: int, W: int, leaf: int = 16) -> np.ndarray:
-    """A nested-dissection ordering of the H x W grid (key of each pixel, raster-indexed): the rectangle is
-    split at its middle row or column (the longer side), both halves are ordered first, the separating line
-    last, down to blocks of ``leaf`` pixels. A one-pixel line separates the 8-neighbourhood, so the ordering of
-    any subset of the pixels (the removed ones) keeps the fill of a grid's nested dissection."""
-    key = np.empty((H, W), dtype=np.int64)
-    nxt = 0
-    stack = [(0, H, 0, W, False)]
-    while stack:  # explicit post-order: halves, then the separator
-        y0, y1, x0, x1, leaf_now = stack.pop()
-        h, w = y1 - y0, x1 - x0
-        if h <= 0 or w <= 0:
-            continue
-        if leaf_now or h * w <= leaf:
-            key[y0:y1, x0:x1] = np.arange(nxt, nxt + h * w).reshape(h, w)
-            nxt += h * w
-        elif h >= w:
-            mid = (y0 + y1) // 2
-            stack += [(mid, mid + 1, x0, x1, True), (mid + 1, y1, x0, x1, False), (y0, mid, x0, x1, False)]
-        else:
-            mid = (x0 + x1) // 2
-            stack += [(y0, y1, mid, mid + 1, True), (y0, y1, mid + 1, x1, False), (y0, y1, x0, mid, False)]
-    key.flags.writeable = False
-    return key.ravel()
 
 
 def _as_batch(model, x) -> torch.Tensor:

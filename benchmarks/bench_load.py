@@ -180,7 +180,8 @@ def main() -> int:
           f" · peak {peak:.0f} · end {rss_end:.0f} · median {statistics.median(mon.rss):.0f}")
     print(f"health latency ms: p50 {p(0.5):.0f} · p95 {p(0.95):.0f} · max {lat[-1] * 1000:.0f} "
           f"({len(lat)} checks, {mon.health_failures} failed)")
-    print(f"page errors {len(stats['errors'])} · failed downloads {stats['failed_downloads']}")
+    print(f"page errors {len(stats['errors'])} · failed downloads {stats['failed_downloads']} · load average at the "
+          f"end {os.getloadavg()[0]:.1f} (a busy machine delays the server's event loop: compare idle runs)")
     for e in (stats["errors"] + stats["download_errors"])[:5]:
         print("  ", e)
     checks = {"0 page errors": not stats["errors"], "0 failed downloads": stats["failed_downloads"] == 0,

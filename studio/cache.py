@@ -14,7 +14,9 @@ every value stored after a computation wakes a background ``malloc_trim(0)`` (at
 :data:`TRIM_EVERY_S` seconds). And computations take turns (:func:`compute_slot`: one at a time unless
 ``VIT_EXPLAIN_PARALLEL_PASSES`` says more): on a 2-vCPU Space a second pass in parallel is not faster, but each
 holds its own autograd buffers (20-160 MB for the fast methods, 1.1 GB for integrated gradients and SmoothGrad
-with DeiT-Tiny), so a crowd's peak memory grew with the number of sessions computing at once.
+with DeiT-Tiny), so a crowd's peak memory grew with the number of sessions computing at once. A computation's
+native workers (torch's OpenMP threads) run at a higher nice value (:func:`lower_priority`), so the server's
+event loop gets a core at once when it wakes (the health check's p95 latency had missed its 250 ms target).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from . import settings
 SHARES = {"images": 0.15, "captures": 0.5, "renders": 0.1, "curves": 0.1, "downloads": 0.1, "sanity": 0.05}
 PER_SESSION = 0.5  # one session may hold at most this share of a store
 TRIM_EVERY_S = 1.0
+COMPUTE_NICE = 10  # nice value of the native compute workers (VIT_EXPLAIN_COMPUTE_NICE), see lower_priority
 _PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}  # others: 4 (Pillow)
 
 
@@ -148,9 +151,45 @@ def parallel_passes() -> int:
         return 1
 
 
+def compute_nice() -> int:
+    """The nice value of the native compute workers (``VIT_EXPLAIN_COMPUTE_NICE``, 0-19, default
+    :data:`COMPUTE_NICE`; 0 leaves them at the server's own priority)."""
+    try:
+        return min(19, max(0, int(os.environ.get("VIT_EXPLAIN_COMPUTE_NICE", str(COMPUTE_NICE)))))
+    except ValueError:
+        return COMPUTE_NICE
+
+
+def native_thread_ids() -> list[int]:
+    """This process's threads that Python did not start (torch's OpenMP workers, BLAS pools), Linux only."""
+    python = {t.native_id for t in threading.enumerate()}
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task") if int(t) not in python]
+    except OSError:
+        return []
+
+
+def lower_priority() -> None:
+    """Raise the nice value of the native compute workers (the calling thread's OpenMP threads, made here if
+    missing; BLAS pools) to :func:`compute_nice` (an unprivileged process may only raise its threads' values).
+    They never hold the GIL: the event loop (main thread) takes one of their cores as soon as it wakes. Python
+    threads keep their priority: a niced one holding the GIL stalled the event loop for 1.2 s under load."""
+    nice = compute_nice()
+    if nice <= 0 or not hasattr(os, "setpriority") or threading.current_thread() is threading.main_thread():
+        return
+    torch.empty(1 << 17).fill_(0.0)  # a parallel region: this thread's OpenMP workers exist from here on
+    for tid in native_thread_ids():
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except OSError:  # the thread ended meanwhile
+            continue
+
+
 @contextmanager
 def compute_slot():
-    """Hold one of the :func:`parallel_passes` slots while computing (re-entrant within a thread)."""
+    """Hold one of the :func:`parallel_passes` slots while computing (re-entrant within a thread), at a lower
+    scheduling priority than the event loop (:func:`lower_priority`)."""
     global _slots
     if getattr(_held, "depth", 0):
         _held.depth += 1
@@ -163,6 +202,7 @@ def compute_slot():
         if _slots is None:
             _slots = threading.BoundedSemaphore(parallel_passes())
     with _slots:
+        lower_priority()
         _held.depth = 1
         try:
             yield

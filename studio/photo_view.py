@@ -59,8 +59,9 @@ def photo_overlay(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: f
         photo = capped_photo(ctx, side)
         return geometry.photo_overlay(photo, exp.heatmap, photo_geometry(ctx).scaled(side), alpha=alpha, cmap=cmap)
 
-    if full:  # made once for the download's bytes, which are cached
+    if full and max(ctx.image.size) > DISPLAY_MAX:  # made once for the download's bytes, which are cached
         return make()
+    # a photo within DISPLAY_MAX gets the same overlay on the page and in the download: the page's, cached
     return cache.cached("renders", ("photo-overlay", *_exp_key(ctx, exp), cmap, float(alpha)), make)
 
 

@@ -67,12 +67,13 @@ def test_vit_cx_masks_distances_and_saliency_formula():
                                              align_corners=False).ravel()
         torch.testing.assert_close(masks[c], (up - up.min()) / (up.max() - up.min()))
     assert float(masks[2].abs().max()) == 0.0
-    dist = CX.cosine_distance(masks)
+    coef = CX.feature_coefficients(feats, (2, 2), (8, 8))  # the masks before upsampling
+    dist = CX.mask_distance(coef, (8, 8))
     a, b = masks[0].double(), masks[1].double()
     assert dist[0, 1] == pytest.approx(1 - float(a @ b / (a.norm() * b.norm())))
     assert dist[0, 2] == pytest.approx(1.0) and dist[2, 2] == 0.0
     # cluster masks: sum of members, min-max; constant sums dropped
-    cm = CX.cluster_masks(masks, np.array([0, 0, 1]))
+    cm = CX.cluster_masks(coef, np.array([0, 0, 1]), (8, 8))
     s = masks[0] + masks[1]
     torch.testing.assert_close(cm, ((s - s.min()) / (s.max() - s.min()))[None])
     # saliency: (1/K) sum_k s_k M_k(u) / sum_j M_j(u), 0 where nothing covers u

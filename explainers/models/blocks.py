@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from . import fast
 from .parts import BlockParts, Pooling, Probe
 
 __all__ = ["Context", "Outputs", "Trace", "block_traced", "block_fast", "pool_outputs"]
@@ -66,8 +67,8 @@ def _rope(bp: BlockParts, t: torch.Tensor, rope) -> torch.Tensor:
     return torch.cat([t[:, :, :n], apply_rot_embed_cat(t[:, :, n:], rope, half=bp.rope_half)], dim=2).type_as(t)
 
 
-def _qk(bp: BlockParts, h: torch.Tensor, ctx: Context, i: int, acts: dict | None):
-    q, k, v = bp.qkv(h)
+def _qk(bp: BlockParts, h: torch.Tensor, ctx: Context, i: int, acts: dict | None, fused: bool = False):
+    q, k, v = fast.qkv(bp.qkv, h, fused)
     if bp.q_norm is not None:
         q = bp.q_norm(q)
     if bp.k_norm is not None:
@@ -128,17 +129,22 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
 
 
 def block_fast(bp: BlockParts, x: torch.Tensor, ctx: Context, i: int) -> torch.Tensor:
-    """The same block on PyTorch's fused attention kernel (no attention matrix kept)."""
+    """The same block on PyTorch's fused attention kernel (no attention matrix kept); without autograd on the CPU
+    also with the bias, GELU and residual additions fused into the matrix products (:mod:`.fast`)."""
+    fused = fast.use_fused(x)
     h = bp.norm1(x)
-    q, k, v = _qk(bp, h, ctx, i, None)
+    q, k, v = _qk(bp, h, ctx, i, None, fused)
     mask = bp.rel_bias.bias(ctx.grid, q.shape[-2]).to(q.dtype) if bp.rel_bias is not None else None
     o = _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=bp.scale))
     if bp.attn_norm is not None:
         o = bp.attn_norm(o)
-    o = bp.proj(o)
-    x = x + (bp.ls1(o) if bp.ls1 is not None else o)
-    m = bp.mlp(bp.norm2(x))
-    return x + (bp.ls2(m) if bp.ls2 is not None else m)
+    if bp.ls1 is None:
+        x = fast.linear_add(bp.proj, o, x, fused)
+    else:
+        x = x + bp.ls1(fast.linear(bp.proj, o, fused))
+    if bp.ls2 is None:
+        return fast.mlp_add(bp.mlp, bp.norm2(x), x, fused)
+    return x + bp.ls2(fast.mlp_add(bp.mlp, bp.norm2(x), None, fused))
 
 
 def probe_forward(p: Probe, x: torch.Tensor, tr: Trace | None = None, keep_acts: bool = False) -> torch.Tensor:

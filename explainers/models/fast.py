@@ -1,0 +1,138 @@
+"""Fused linear layers for the masked passes on the CPU (oneDNN, the kernels ``torch.compile`` itself emits).
+
+The perturbation methods and metrics push hundreds of masked images through :meth:`ViTModel.outputs` under
+``torch.inference_mode()``. On the CPU the plain path spends a third of its time outside the matrix products:
+``addmm`` first copies the bias into the whole output, and GELU and the residual additions each read and write
+the (B, N, hidden) activations again. oneDNN's ``mkldnn._linear_pointwise`` does the bias, the exact (erf) GELU
+and the residual addition inside the matrix product's epilogue. The results are the same up to float rounding
+(about 1e-6 relative on DeiT-Tiny); the weights are read from the model on every call, never copied, prepacked or
+changed, so one model can be shared by threads and a randomised copy runs its own weights.
+
+Used only where it applies: a CPU float32 input, autograd off (gradient passes keep the differentiable ops),
+plain linear layers (``nn.Linear``, :class:`~.parts.LinearView`), oneDNN present and checked once against
+``F.linear``. Anything else runs the plain ops. ``FUSED_CPU = False`` (or the environment variable
+``VIT_EXPLAIN_FUSED_CPU=0``) turns it off, which the pass benchmark uses to time the plain path.
+
+``torch.compile`` was measured too (``benchmarks/bench_passes.py``'s README section): on a 2-core CPU it takes
+minutes to compile DeiT-Tiny, again for every new batch size, and did not beat these fused kernels.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .parts import LinearView
+
+__all__ = ["FUSED_CPU", "fused_available", "use_fused", "linear", "linear_add", "mlp_add", "qkv"]
+
+FUSED_CPU = os.environ.get("VIT_EXPLAIN_FUSED_CPU", "1") != "0"
+
+_state: dict = {}
+_lock = threading.Lock()
+
+
+def _op(name: str):
+    try:
+        pw = torch.ops.mkldnn._linear_pointwise
+        return pw.binary if name == "binary" else pw.default
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return None
+
+
+def fused_available() -> bool:
+    """Whether oneDNN's fused linear works here: checked once (against ``F.linear``) and remembered."""
+    ok = _state.get("ok")
+    if ok is not None:
+        return ok
+    with _lock:
+        if "ok" not in _state:
+            _state["ok"] = _probe()
+        return _state["ok"]
+
+
+def _probe() -> bool:
+    if not torch.backends.mkldnn.is_available() or _op("unary") is None or _op("binary") is None:
+        return False
+    g = torch.Generator().manual_seed(0)
+    x, w, b, r = (torch.randn(s, generator=g) for s in ((2, 5, 8), (6, 8), (6,), (2, 5, 6)))
+    try:
+        with torch.inference_mode():
+            y = _op("unary")(x, w, b, "gelu", [], "none")
+            z = _op("binary")(x, r, w, b, "add")
+    except Exception:  # noqa: BLE001 - any failure of the private op means: use the plain path
+        return False
+    ref = F.linear(x, w, b)
+    return bool(torch.allclose(y, F.gelu(ref), atol=1e-5) and torch.allclose(z, ref + r, atol=1e-5))
+
+
+def use_fused(x: torch.Tensor) -> bool:
+    """Whether a pass on ``x`` takes the fused kernels (CPU float32, no autograd, oneDNN works)."""
+    return (FUSED_CPU and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and fused_available())
+
+
+def _plain(lin) -> bool:
+    """A linear map computed exactly as ``F.linear(x, lin.weight, lin.bias)`` (a module with hooks runs itself)."""
+    if isinstance(lin, LinearView):
+        return True
+    return (isinstance(lin, nn.Linear) and type(lin).forward is nn.Linear.forward and not lin._forward_hooks
+            and not lin._forward_pre_hooks)
+
+
+def _wb(lin):
+    w, b = lin.weight, lin.bias
+    return w.contiguous(), (b.contiguous() if b is not None else None)
+
+
+def _gelu_algorithm(act) -> str | None:
+    """oneDNN's name of ``act`` when it is a GELU the epilogue computes the same way, else None."""
+    if type(act) is nn.GELU:
+        return act.approximate  # "none" (erf) or "tanh"
+    if type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is F.gelu:  # Hugging Face's "gelu"
+        return "none"
+    return None
+
+
+def linear(lin, x: torch.Tensor, fused: bool) -> torch.Tensor:
+    if fused and _plain(lin):
+        return _op("unary")(x.contiguous(), *_wb(lin), "none", [], "")
+    return lin(x)
+
+
+def linear_add(lin, x: torch.Tensor, residual: torch.Tensor, fused: bool) -> torch.Tensor:
+    """``residual + lin(x)``, the addition fused into the product where possible."""
+    if fused and _plain(lin) and residual.is_contiguous():
+        return _op("binary")(x.contiguous(), residual, *_wb(lin), "add")
+    return residual + lin(x)
+
+
+def mlp_add(m, h: torch.Tensor, residual: torch.Tensor | None, fused: bool) -> torch.Tensor:
+    """``m(h)`` (a :class:`~.parts.Mlp`), plus ``residual`` when given; GELU and the addition fused."""
+    if not fused or m.gated:
+        y = m(h)
+        return y if residual is None else residual + y
+    algo = _gelu_algorithm(m.act)
+    if algo is not None and _plain(m.fc1):
+        g = _op("unary")(h.contiguous(), *_wb(m.fc1), "gelu", [], algo)
+    else:
+        g = m.act(linear(m.fc1, h, fused))
+    if m.mid_norm is not None:
+        g = m.mid_norm(g)
+    return linear(m.fc2, g, fused) if residual is None else linear_add(m.fc2, g, residual, fused)
+
+
+def qkv(p, h: torch.Tensor, fused: bool):
+    """A :class:`~.parts.QKV` projection -> q, k, v (B, heads, N, head_dim), the products fused where possible."""
+    if not fused:
+        return p(h)
+    B, N, _ = h.shape
+    if p.fused is not None:
+        t = linear(p.fused, h, fused).reshape(B, N, 3, p.heads, p.head_dim).permute(2, 0, 3, 1, 4)
+        return t[0], t[1], t[2]
+    shape = (B, N, p.heads, p.head_dim)
+    return tuple(linear(m, h, fused).reshape(shape).transpose(1, 2) for m in (p.q, p.k, p.v))

@@ -317,6 +317,19 @@ def clip_folder(tmp_path_factory):
     return folder, images
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+def test_lrp_methods_run_on_the_zero_shot_classifier(tiny, precision):
+    """The zero-shot head's text embeddings are no module parameter: the float64 copy used to leave them float32
+    and the LRP head rule failed on the dtype mismatch (full LRP computes in float64 by default)."""
+    _, m = tiny
+    clf = text.zero_shot_classifier(m, PROMPTS, templates=None)
+    x = _x(seed=5)
+    for method in sorted(LRP):
+        kw = {"precision": precision} if "precision" in explainers.METHODS[method].defaults() else {}
+        e = explainers.explain(clf, x, method, target=1, **kw)
+        assert np.isfinite(e.patch_map).all() and np.ptp(e.patch_map) > 0, method
+
+
 def test_zero_shot_classifier_predicts_the_top_label(tiny):
     from PIL import Image
 

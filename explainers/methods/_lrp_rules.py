@@ -44,8 +44,11 @@ def _bsum(t: torch.Tensor) -> torch.Tensor:
 
 
 def lrp_linear(x: torch.Tensor, weight: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
-    """Alpha-1/beta-0 rule for ``y = x W^T`` (bias ignored). x: (..., in), R: (..., out) -> (..., in)."""
+    """Alpha-1/beta-0 rule for ``y = x W^T`` (bias ignored). x: (..., in), R: (..., out) -> (..., in).
+    The weight is taken in x's number format (a zero-shot head's text embeddings are no module parameter, so a
+    float64 copy of the model leaves them float32)."""
     xp, xn = x.clamp(min=0), x.clamp(max=0)
+    weight = weight.to(x.dtype)
     wp, wn = weight.clamp(min=0), weight.clamp(max=0)
     z = xp @ wp.T + xn @ wn.T
     s = _safe_div(R, z)

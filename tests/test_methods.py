@@ -129,6 +129,17 @@ def test_discard_lowest_known_answer_with_ties():
     g = torch.tensor([[[0.05, 0.5], [0.2, 0.25]]])
     assert torch.equal(discard_lowest(g, 0.25, protect_cls=True), g)  # the smallest is (0, 0): kept
     assert discard_lowest(g, 0.25, protect_cls=False)[0, 0, 0] == 0
+    # a (layers, images, N, N) stack at once equals matrix by matrix, and a stable sort's choice
+    stack = torch.rand(3, 2, 9, 9, generator=torch.Generator().manual_seed(0)).round(decimals=1)  # many ties
+    once = discard_lowest(stack, 0.6, protect_cls=True)
+    for layer in range(3):
+        assert torch.equal(once[layer], discard_lowest(stack[layer], 0.6, protect_cls=True))
+        for b in range(2):
+            flat = stack[layer, b].flatten()
+            gone = torch.sort(flat, stable=True).indices[:int(81 * 0.6)]
+            want = flat.clone()
+            want[gone[gone != 0]] = 0.0
+            assert torch.equal(once[layer, b].flatten(), want)
 
 
 @pytest.mark.parametrize("fusion,discard,start,ref", [("mean", 0.0, 0, False), ("max", 0.0, 1, False),

@@ -77,7 +77,7 @@ class AttentionRollout(Method):
     def reduce(self, cap, params) -> Maps:
         A = cap.state["A"][params["start_layer"]:]
         fused = _fuse(A, params["head_fusion"])
-        fused = torch.stack([discard_lowest(f, params["discard_ratio"], protect_cls=True) for f in fused])
+        fused = discard_lowest(fused, params["discard_ratio"], protect_cls=True)  # every layer at once
         norm = "reference" if params["reference_normalization"] else "row"
         row = rollout_row(fused, identity="half", normalize=norm, row=query_vector(cap))
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))
@@ -119,7 +119,7 @@ class GradientRollout(Method):
         G = cap.state["GS"].flip(0) if params["reference_pairing"] else cap.state["G"]
         s = params["start_layer"]
         w = (A[s:] * G[s:]).mean(2).clamp(min=0)  # head mean, then clamp (as the reference)
-        w = torch.stack([discard_lowest(f, params["discard_ratio"], protect_cls=False) for f in w])
+        w = discard_lowest(w, params["discard_ratio"], protect_cls=False)
         norm = "reference" if params["reference_normalization"] else "row"
         row = rollout_row(w, identity="half", normalize=norm, row=query_vector(cap, gradient=True))
         return Maps(cls_row(row, cap.state["prefix"], cap.grid))

@@ -104,8 +104,9 @@ def _mlp_traced(m, h2: torch.Tensor, acts: dict | None) -> torch.Tensor:
 def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: int, keep_scores: bool,
                  keep_acts: bool) -> torch.Tensor:
     acts = {} if keep_acts else None
+    fused = not keep_acts and fast.use_fused(x)  # no gradients, no activations kept: only the attention matters
     h1 = bp.norm1(x)
-    q, k, v = _qk(bp, h1, ctx, i, acts)
+    q, k, v = _qk(bp, h1, ctx, i, acts, fused)
     s = (q * bp.scale) @ k.transpose(-2, -1)
     if bp.rel_bias is not None:
         s = s + bp.rel_bias.bias(ctx.grid, s.shape[-1]).to(s.dtype)
@@ -114,6 +115,8 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
     if keep_scores:
         tr.scores.append(s)
     o = _merge(a @ v)
+    if fused:
+        return _after_attention(bp, o, x, True)
     on = bp.attn_norm(o) if bp.attn_norm is not None else o
     attn_out = bp.proj(on)
     branch1 = bp.ls1(attn_out) if bp.ls1 is not None else attn_out
@@ -136,6 +139,11 @@ def block_fast(bp: BlockParts, x: torch.Tensor, ctx: Context, i: int) -> torch.T
     q, k, v = _qk(bp, h, ctx, i, None, fused)
     mask = bp.rel_bias.bias(ctx.grid, q.shape[-2]).to(q.dtype) if bp.rel_bias is not None else None
     o = _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=bp.scale))
+    return _after_attention(bp, o, x, fused)
+
+
+def _after_attention(bp: BlockParts, o: torch.Tensor, x: torch.Tensor, fused: bool) -> torch.Tensor:
+    """The rest of a block from the merged attention output ``o`` (fused kernels where ``fused``)."""
     if bp.attn_norm is not None:
         o = bp.attn_norm(o)
     if bp.ls1 is None:

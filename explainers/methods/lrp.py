@@ -53,7 +53,7 @@ def precision_param(default: str) -> Param:
 
 
 # float32 where it agrees with float64 or where a speed target binds (transformer attribution: float64 costs
-# 4.1x forward+backward against the 3x target, float32 2.0x); full LRP, whose float32 map is near-arbitrary
+# 4.1x forward+backward against the 3x target, float32 2.0-2.7x); full LRP, whose float32 map is near-arbitrary
 # (median Spearman 0.54 to float64), computes in float64 unless asked otherwise.
 PRECISION = precision_param("float32")
 

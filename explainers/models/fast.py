@@ -19,6 +19,7 @@ minutes to compile DeiT-Tiny, again for every new batch size, and did not beat t
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 
@@ -36,7 +37,9 @@ _state: dict = {}
 _lock = threading.Lock()
 
 
+@functools.cache
 def _op(name: str):
+    """oneDNN's fused linear (``"unary"``) or fused linear + addition (``"binary"``), looked up once."""
     try:
         pw = torch.ops.mkldnn._linear_pointwise
         return pw.binary if name == "binary" else pw.default

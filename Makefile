@@ -60,4 +60,4 @@ bench: $(STAMP)
 # The command line on a bundled sample photo (no app needed).
 explain-sample: $(STAMP)
 	$(PY) -m explainers explain --model deit_tiny_patch16_224 --weights $${VIT_EXPLAIN_WEIGHTS:-../shared/weights/deit_tiny_patch16_224} \
-		--method attention_rollout --image assets/samples/chelsea.png --out heatmap.png
+		--method attention_rollout --image vit_explain_studio/assets/samples/chelsea.png --out heatmap.png

@@ -89,7 +89,7 @@ def server_and_browser() -> dict:
 def apptest(repeats: int) -> dict:
     from streamlit.testing.v1 import AppTest
 
-    from studio import compute
+    from vit_explain_studio import compute
 
     out: dict = {}
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
@@ -109,7 +109,7 @@ def apptest(repeats: int) -> dict:
         return time.perf_counter() - t
 
     at.session_state["attention.curves_on"] = False
-    at.switch_page("app_pages/attention.py").run()
+    at.switch_page("vit_explain_studio/app_pages/attention.py").run()
 
     store = compute.captures()
     misses = store.misses
@@ -129,7 +129,7 @@ def apptest(repeats: int) -> dict:
 
     # the library's share of a new cheap value: explainers.render alone (no Streamlit)
     import explainers
-    from studio import loading, settings
+    from vit_explain_studio import loading, settings
 
     model = loading.load_model(settings.default_model(), settings.default_weights(), "cpu")
     image = loading.read_sample(settings.DEFAULT_SAMPLE)[0]

@@ -1,7 +1,7 @@
 """Hostile uploads (issues 16 and 17): the peak memory and time of decoding each one, in a fresh process.
 
 Each file (built in code by ``tests/hostile_files.py``, cached in a temporary folder) goes through the app's
-upload path, ``studio.state.decode`` (the function the sidebar calls with the uploaded bytes; it runs without
+upload path, ``vit_explain_studio.state.decode`` (the function the sidebar calls with the uploaded bytes; it runs without
 a Streamlit server), or with ``--library`` through ``explainers.load_image``, in a fresh subprocess. The child
 resets its peak RSS (``/proc/self/clear_refs``) right before the call and reports the peak increase (VmHWM
 after minus RSS before) and the time; the parent kills a child that runs past ``--timeout`` or above
@@ -69,7 +69,7 @@ if {library!r}:
 else:
     import logging
     logging.getLogger("streamlit").setLevel(logging.ERROR)
-    from studio.state import decode
+    from vit_explain_studio.state import decode
 data = open({path!r}, "rb").read()
 def rss():
     with open("/proc/self/statm") as f:
@@ -144,7 +144,7 @@ def main() -> int:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     names = args.only or list(CASES)
-    path_name = "explainers.load_image" if args.library else "studio.state.decode (the app's upload path)"
+    path_name = "explainers.load_image" if args.library else "vit_explain_studio.state.decode (the app's upload path)"
     print(f"decoding through {path_name}; targets: <= {TARGET_MB} MB peak RSS increase, <= {TARGET_S} s")
     print(f"{'file':38s} {'size':>8s} {'peak MB':>8s} {'seconds':>8s}  result")
     tiny = cache / "tiny.png"

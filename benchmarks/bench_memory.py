@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import explainers  # noqa: E402
 
 WEIGHTS = Path(os.environ.get("VIT_EXPLAIN_SHARED", ROOT.parent / "shared")) / "weights" / "deit_tiny_patch16_224"
-SAMPLES = ROOT / "assets" / "samples"
+SAMPLES = ROOT / "vit_explain_studio" / "assets" / "samples"
 
 
 def rss_mb() -> float:

@@ -115,7 +115,7 @@ def main(argv=None):
     model = explainers.load_model(args.model, weights=weights, device=args.device, num_classes=args.num_classes)
     from PIL import Image
 
-    img = Image.open(ROOT / "assets" / "samples" / "both.png")
+    img = Image.open(ROOT / "vit_explain_studio" / "assets" / "samples" / "both.png")
     x1 = model.preprocess(img)
     xb = x1.repeat(args.batch, 1, 1, 1) + 0.01 * torch.randn(args.batch, *x1.shape[1:], device=x1.device)
     with torch.inference_mode():

@@ -43,7 +43,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--weights", default=str(ROOT.parent / "shared" / "weights" / "deit_tiny_patch16_224"))
     ap.add_argument("--presets", default="standard,notebook,chefer")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--image", default=str(ROOT / "assets" / "samples" / "both.png"))
+    ap.add_argument("--image", default=str(ROOT / "vit_explain_studio" / "assets" / "samples" / "both.png"))
     ap.add_argument("--method", default="attention_rollout", help="the explanation whose map is scored")
     ap.add_argument("--road-steps", type=int, default=20, help="ROAD vs insertion+deletion at these steps (0: skip)")
     add_timing_options(ap, repeats=5)

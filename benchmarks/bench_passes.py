@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deit_tiny_patch16_224")
     ap.add_argument("--weights", default=str(ROOT.parent / "shared" / "weights" / "deit_tiny_patch16_224"))
-    ap.add_argument("--images", default="both.png", help="comma-separated names in assets/samples")
+    ap.add_argument("--images", default="both.png", help="comma-separated names in vit_explain_studio/assets/samples")
     add_timing_options(ap, repeats=3)
     args = ap.parse_args(argv)
     print(setup_threads(args))
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     ok, ratios = True, {}
     try:
         for image in [s.strip() for s in args.images.split(",") if s.strip()]:
-            x = model.preprocess(Image.open(ROOT / "assets" / "samples" / image))
+            x = model.preprocess(Image.open(ROOT / "vit_explain_studio" / "assets" / "samples" / image))
             for name, run in tasks(model, x, image):
                 med, results = time_task(model, run, args.repeats)
                 note, good = agree(name, results)

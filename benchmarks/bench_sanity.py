@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deit_tiny_patch16_224")
     ap.add_argument("--weights", default=str(ROOT.parent / "shared" / "weights" / "deit_tiny_patch16_224"))
-    ap.add_argument("--image", default=str(ROOT / "assets" / "samples" / "chelsea.png"))
+    ap.add_argument("--image", default=str(ROOT / "vit_explain_studio" / "assets" / "samples" / "chelsea.png"))
     ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated, or 'all'")
     ap.add_argument("--steps", type=int, default=20, help="insertion/deletion and ROAD steps")
     ap.add_argument("--skip-cascade", action="store_true")

@@ -179,7 +179,7 @@ def main() -> int:
                   f"{r['server_s']:8.2f} {r['page_s']:7.1f}  {'' if good else 'MISSED '}{r['result'][:90]}",
                   flush=True)
         if args.large:
-            base = np.asarray(Image.open(ROOT / "assets" / "samples" / "both.png").convert("RGB")
+            base = np.asarray(Image.open(ROOT / "vit_explain_studio" / "assets" / "samples" / "both.png").convert("RGB")
                               .resize((4096, 2724)))
             before = rss.reset()
             times, peak = [], before

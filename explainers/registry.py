@@ -183,6 +183,13 @@ class Method:
     class_specific: bool = True
     family: str = ""  # groups methods on one app page ("attention", "lrp", "perturbation", ...)
     params: tuple[Param, ...] = ()
+    # The raw map can hold negative values (evidence against the target). A method whose sign depends on a
+    # parameter (``relu``, ``absolute``) overrides :meth:`is_signed`; every contrast target is signed.
+    signed: bool = False
+
+    def is_signed(self, params: Mapping[str, Any] | None = None) -> bool:
+        """Whether the raw map of this method, with these parameters, can be negative."""
+        return self.signed
 
     # -- parameters ---------------------------------------------------------------------------------------
     def param(self, name: str) -> Param:

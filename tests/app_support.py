@@ -79,6 +79,6 @@ def open_page(page: str, **state) -> AppTest:
     at = new_app(**state)
     at.run()
     check_clean(at)
-    at.switch_page(f"app_pages/{page}.py").run()
+    at.switch_page(f"vit_explain_studio/app_pages/{page}.py").run()
     check_clean(at)
     return at

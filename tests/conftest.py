@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIT_EXPLAIN_SHARED", ROOT.parent / "shared"))
 WEIGHTS = SHARED / "weights" / "deit_tiny_patch16_224"
 VIT_WEIGHTS = SHARED / "weights" / "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
-SAMPLES = ROOT / "assets" / "samples"
+SAMPLES = ROOT / "vit_explain_studio" / "assets" / "samples"
 VAL100 = SHARED / "images" / "imagenet-val100"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))

@@ -37,7 +37,7 @@ def test_landing_shows_the_two_class_story_without_clicks(deit_tiny, both_image)
     maps side by side (those the library gives), and one click explains another class."""
     import dataclasses
 
-    from studio import compute
+    from vit_explain_studio import compute
 
     at = new_app()
     at.run()
@@ -73,7 +73,7 @@ def test_landing_shows_the_two_class_story_without_clicks(deit_tiny, both_image)
 
 
 def test_attention_page_cheap_slider_needs_no_new_capture():
-    from studio import compute
+    from vit_explain_studio import compute
 
     at = open_page("attention", **{"attention.steps": 5})
     spec = curves_spec(at)
@@ -115,7 +115,7 @@ def test_chefer_page_explains_the_class_chosen_in_the_sidebar(deit_tiny, cat_ima
     anyclass = [s for s in at.sidebar.selectbox if s.key and s.key.startswith("anyclass.")][0]
     assert anyclass.value is None
     anyclass.set_value(282).run()
-    at.switch_page("app_pages/chefer.py").run()
+    at.switch_page("vit_explain_studio/app_pages/chefer.py").run()
     check_clean(at)
     assert at.session_state["ctx"].target == 282
     assert at.radio(key="chefer.method").value == "transformer_attribution"
@@ -129,8 +129,8 @@ def test_chefer_page_explains_the_class_chosen_in_the_sidebar(deit_tiny, cat_ima
 
 
 def test_generic_attention_page_downloads(deit_tiny, cat_image):
-    from studio import report
-    from studio.state import Context
+    from vit_explain_studio import report
+    from vit_explain_studio.state import Context
 
     at = open_page("generic_attention", **{"generic_attention.steps": 5})
     curves_spec(at)
@@ -253,7 +253,7 @@ def test_upload_of_a_real_photo_is_explained(both_image):
 
 
 def test_typed_models_outside_the_allowed_folders_are_refused(tmp_path):
-    from studio.state import ChoiceError, check_model_choice
+    from vit_explain_studio.state import ChoiceError, check_model_choice
 
     assert check_model_choice("deit_small_patch16_224") == ("deit_small_patch16_224", None)
     assert check_model_choice("facebook/deit-tiny-patch16-224")[0] == "facebook/deit-tiny-patch16-224"
@@ -297,8 +297,8 @@ def test_perturbed_step_images_follow_the_protocol(deit_tiny, cat_image):
     """The images shown beside the curves: with Chefer et al.'s negative test the first curve removes the
     least relevant pixels (blacked out), the second the most relevant; with the standard protocol insertion
     shows only the most relevant pixels."""
-    from studio import compute
-    from studio.state import Context
+    from vit_explain_studio import compute
+    from vit_explain_studio.state import Context
 
     exp = explainers.explain(deit_tiny, cat_image, "attention_rollout")
     ctx = Context(model=deit_tiny, model_key=("deit_tiny", None, "cpu"), image=cat_image, image_hash="h",
@@ -327,7 +327,7 @@ def test_a_local_model_folder_under_an_allowed_path_is_loaded(monkeypatch, deit_
     check_clean(at)
     ctx = at.session_state["ctx"]
     assert ctx.model.source == "hf" and ctx.model_key[0] == str((WEIGHTS / "hf").resolve())
-    at.switch_page("app_pages/attention.py").run()
+    at.switch_page("vit_explain_studio/app_pages/attention.py").run()
     check_clean(at)
     ref = explainers.explain(deit_tiny_hf, both_image, "attention_rollout")
     assert at.session_state["ctx"].target == ref.target
@@ -360,7 +360,7 @@ def test_typed_model_names_give_a_short_message_never_a_traceback(typed):
 def test_worse_than_random_is_flagged():
     from types import SimpleNamespace
 
-    from studio.views import worse_than_random
+    from vit_explain_studio.views import worse_than_random
 
     rnd = SimpleNamespace(insertion_auc=0.40, deletion_auc=0.35)
     assert worse_than_random(SimpleNamespace(insertion_auc=0.50, deletion_auc=0.20), rnd) == []

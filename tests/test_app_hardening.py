@@ -34,7 +34,7 @@ def allowed(tmp_path, monkeypatch):
 
 
 def test_a_folder_holding_a_link_to_weights_outside_is_refused(allowed, tmp_path):
-    from studio.state import ChoiceError, check_model_choice
+    from vit_explain_studio.state import ChoiceError, check_model_choice
 
     hf = _require(WEIGHTS / "hf")
     outside = tmp_path / "outside"  # neither under VIT_EXPLAIN_ALLOWED_PATHS nor VIT_EXPLAIN_WEIGHTS
@@ -103,7 +103,7 @@ def _strings(obj):
 
 def test_the_json_report_names_no_server_path(monkeypatch):
     """A model typed as a local folder: the JSON report names it (last part and a hash), never where it is."""
-    from studio import compute, report
+    from vit_explain_studio import compute, report
 
     monkeypatch.setenv("VIT_EXPLAIN_ALLOWED_PATHS", str(WEIGHTS.parent))
     at = new_app()
@@ -130,7 +130,7 @@ def test_the_json_report_names_no_server_path(monkeypatch):
 def test_lru_bounds_each_session_and_the_total():
     """The cache type behind every app cache: the byte budget holds overall, and a session that fills more
     than its share evicts its own oldest entries, not the other sessions'."""
-    from studio.cache import LRU
+    from vit_explain_studio.cache import LRU
 
     mb = 2**20
     lru = LRU(10 * mb, per_session=0.5)
@@ -152,7 +152,7 @@ def test_one_budget_covers_the_decoded_uploads(monkeypatch):
 
     from PIL import Image
 
-    from studio import cache
+    from vit_explain_studio import cache
 
     monkeypatch.setenv("VIT_EXPLAIN_CACHE_MB", "64")
     cache.stores.clear()

@@ -61,7 +61,7 @@ def test_bad_uploads_give_a_message_and_the_session_keeps_working(deit_tiny, bot
     at = new_app(**{"attention.curves_on": False})
     at.run()
     check_clean(at)
-    at.switch_page("app_pages/attention.py").run()  # the page that draws the raw patch map
+    at.switch_page("vit_explain_studio/app_pages/attention.py").run()  # the page that draws the raw patch map
     at.sidebar.radio(key="image_source").set_value("Upload").run()
     assert not at.exception
     for name, data, words in BAD_UPLOADS:
@@ -92,7 +92,7 @@ def test_two_sessions_at_once_share_the_model_and_get_their_own_results(deit_tin
     for at in apps.values():  # the landing page first (one at a time), then both switch to the attention page
         at.session_state["attention.curves_on"] = False
         at.run()
-        at.switch_page("app_pages/attention.py")
+        at.switch_page("vit_explain_studio/app_pages/attention.py")
 
     def session(at):
         try:

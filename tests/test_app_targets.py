@@ -18,7 +18,7 @@ from app_support import check_clean, curves_spec, grid_values, offline_weights, 
 import explainers
 from explainers import text
 from explainers.targets import ClassProbability, Contrast, Similarity
-from studio import settings, targets_ui
+from vit_explain_studio import settings, targets_ui
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -41,7 +41,7 @@ def explained(at) -> list[str]:
 
 # -- DeiT-Tiny, real weights ----------------------------------------------------------------------------------
 def test_contrast_target_explains_a_rather_than_b(deit_tiny, both_image):
-    from studio import compute
+    from vit_explain_studio import compute
 
     at = open_page("generic_attention", **{"generic_attention.steps": 5})
     assert kind_box(at).options == kinds("class", "prob", "contrast", "region")  # no text side on DeiT
@@ -226,7 +226,7 @@ def test_clip_text_prompt_zero_shot_and_contrast(tiny_clip, both_image):
     b = [s for s in at.sidebar.selectbox if s.key.startswith("text.b.")][0]
     assert "a dog" not in b.options and set(LABELS) <= set(b.options)  # B: any label but A (or a typed prompt)
     # the JSON report records the prompts, the labels and the templates
-    from studio import report
+    from vit_explain_studio import report
 
     rep = report.report(at.session_state["ctx"], ref)
     choice = rep["target"]["choice"]
@@ -260,7 +260,7 @@ def test_pages_without_a_text_target_run_on_a_clip_model(tiny_clip, page):
     without classes."""
     from conftest import ROOT
 
-    if not (ROOT / "app_pages" / f"{page}.py").exists():
+    if not (ROOT / "vit_explain_studio" / "app_pages" / f"{page}.py").exists():
         pytest.skip(f"no {page} page in this checkout")
     folder, _ = tiny_clip
     at = clip_app(folder, page)

@@ -17,8 +17,8 @@ from app_support import check_clean, offline_weights  # noqa: F401
 from test_app_targets import LABELS, clip_app, tiny_clip  # noqa: F401
 
 from explainers import evaluate, text
-from studio import evaluate_text, evaluate_view, settings, targets_ui
-from studio.loading import read_sample
+from vit_explain_studio import evaluate_text, evaluate_view, settings, targets_ui
+from vit_explain_studio.loading import read_sample
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -91,14 +91,14 @@ def test_clip_evaluates_zero_shot_over_the_sidebars_labels(clip):
     assert result["zero_shot"] == evaluate_text.ZeroShot("sidebar", ("a cat", "a dog", "a red car"), "none")
     assert_same_rows(result["rows"], library_rows(model, ["a cat", "a dog", "a red car"], "none"))
     assert "templates: as typed" in result_caption(at)
-    at.switch_page("app_pages/gradients.py").run()
+    at.switch_page("vit_explain_studio/app_pages/gradients.py").run()
     check_clean(at)
     assert at.sidebar.text_area(key="text.labels").value == "a cat, a dog, a red car"
     assert at.sidebar.selectbox(key="text.templates").value == "none"
     assert set(at.session_state["ctx"].target.labels) == {"a cat", "a dog", "a red car"}
     # and back: the sidebar's labels are the page's; the result was kept
     at.sidebar.text_area(key="text.labels").set_value("bird, plane").run()
-    at.switch_page("app_pages/evaluate.py").run()
+    at.switch_page("vit_explain_studio/app_pages/evaluate.py").run()
     check_clean(at)
     assert at.text_area(key="ev.zs.labels").value == "bird, plane"
     assert at.session_state["ev.result"]["zero_shot"].labels == ("a cat", "a dog", "a red car")
@@ -175,7 +175,7 @@ def test_zero_shot_record_matches_the_command_line_option(clip):
 def _mode_page(model):
     import streamlit as st
 
-    from studio import evaluate_text
+    from vit_explain_studio import evaluate_text
 
     st.session_state["mode"] = evaluate_text.mode_section(model)
 

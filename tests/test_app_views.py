@@ -37,7 +37,7 @@ def picker_shapes(at) -> list[dict]:
 
 
 def test_attention_browser_draws_the_traced_attention_and_redraws_from_the_cache(deit_tiny, both_image):
-    from studio import cache
+    from vit_explain_studio import cache
 
     at = open_page("attention_browser")
     assert not any(s.value == "Target class" for s in at.sidebar.subheader)  # raw attention: no class to choose
@@ -74,7 +74,7 @@ def test_attention_browser_draws_the_traced_attention_and_redraws_from_the_cache
 
 
 def test_a_click_on_the_picker_selects_the_patch_under_it():
-    from studio.attention_browser import AttentionData
+    from vit_explain_studio.attention_browser import AttentionData
 
     data = AttentionData(np.zeros((1, 1, 197, 197), np.float16), np.zeros(197), 1, (14, 14), (16, 16))
     assert data.patch_at(9 * 16 + 3, 5 * 16 + 15) == (5, 9)
@@ -83,7 +83,7 @@ def test_a_click_on_the_picker_selects_the_patch_under_it():
 
 
 def test_a_changed_parameter_asks_for_run_and_cancel_keeps_the_previous_result(monkeypatch):
-    from studio import cache, runs
+    from vit_explain_studio import cache, runs
 
     at = open_page("gradmask", **{"p.gradmask.masks_layer": 1, "gradmask.curves_on": False})
     first = grid_values(at)
@@ -126,11 +126,11 @@ def test_a_changed_parameter_asks_for_run_and_cancel_keeps_the_previous_result(m
 
 
 def test_the_result_on_the_photo_at_its_resolution(deit_tiny):
-    from studio import compute, photo_view, report
+    from vit_explain_studio import compute, photo_view, report
 
     at = new_app(sample="chelsea.png", **{"attention.curves_on": False})
     at.run()
-    at.switch_page("app_pages/attention.py").run()
+    at.switch_page("vit_explain_studio/app_pages/attention.py").run()
     check_clean(at)
     captions = [i.proto.imgs[0].caption for i in at.main.image]
     assert "Original photo · 451×300" in captions and "low → high relevance" in captions

@@ -186,11 +186,11 @@ def test_screenshots_of_every_page_at_both_widths(server, browser):
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
-    from studio import settings
+    from vit_explain_studio import settings
 
     keys = ["home", *(s.key for s in settings.EXPLAINER_PAGES if s.available()), "compare", "evaluate",
             "attention_browser"]
-    if (ROOT / "app_pages" / "sanity.py").exists():
+    if (ROOT / "vit_explain_studio" / "app_pages" / "sanity.py").exists():
         keys.append("sanity")
 
     for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):

@@ -88,7 +88,7 @@ def _open(monkeypatch, page: str, **state):
     for k, v in state.items():
         at.session_state[k] = v
     at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
+    at.switch_page(f"vit_explain_studio/app_pages/{page}.py").run()
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     return at
@@ -96,7 +96,7 @@ def _open(monkeypatch, page: str, **state):
 
 def test_compare_page_optional_metric_columns(monkeypatch):
     """The chosen extra columns appear (the others do not) and hold ``extra_scores`` of the page's own map."""
-    from studio import compute
+    from vit_explain_studio import compute
 
     chosen = ["sparseness", "road_gap", "relevance_mass_accuracy"]
     box = (40, 40, 180, 200)

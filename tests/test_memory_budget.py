@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 from PIL import Image
 
-from studio import cache
+from vit_explain_studio import cache
 
 
 def test_images_are_counted_as_pillow_stores_them():
@@ -35,7 +35,7 @@ def test_the_stores_together_stay_within_the_budget(monkeypatch, mb):
         stores = cache.stores()
         assert {"images", "captures", "renders", "curves", "downloads", "sanity"} <= set(stores)
         assert sum(s.max_bytes for s in stores.values()) <= int(mb) * 2**20
-        from studio import sanity_page
+        from vit_explain_studio import sanity_page
 
         assert sanity_page._store() is stores["sanity"]  # the Sanity page's results are inside the budget too
     finally:
@@ -46,7 +46,7 @@ FRAGMENT = textwrap.dedent("""
     import json, os, sys, threading, time
     sys.path.insert(0, {root!r})
     import numpy as np
-    from studio import cache
+    from vit_explain_studio import cache
 
     def rss():
         with open("/proc/self/statm") as f:

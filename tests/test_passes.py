@@ -95,7 +95,7 @@ def test_method_map_and_metric_unchanged(deit_tiny, plain):
     from conftest import ROOT
     from PIL import Image
 
-    x = deit_tiny.preprocess(Image.open(ROOT / "assets" / "samples" / "both.png"))
+    x = deit_tiny.preprocess(Image.open(ROOT / "vit_explain_studio" / "assets" / "samples" / "both.png"))
     new = explainers.explain(deit_tiny, x, "gradmask", masks_layer=2)
     old = plain(lambda: explainers.explain(deit_tiny, x, "gradmask", masks_layer=2))
     assert spearmanr(new.patch_map.ravel(), old.patch_map.ravel()).statistic >= 0.9999

@@ -279,7 +279,7 @@ def test_sanity_page_shows_the_strip_and_the_curve_and_caches(monkeypatch):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.session_state["san.methods"] = ["attention_rollout"]
     at.run()
-    at.switch_page("app_pages/sanity.py").run()
+    at.switch_page("vit_explain_studio/app_pages/sanity.py").run()
     assert not at.exception and not at.error, ([e.message for e in at.exception], [e.value for e in at.error])
     captions = [c for el in at.main.image for c in (i.caption for i in el.proto.imgs)]
     steps = 12 + 3
@@ -287,7 +287,7 @@ def test_sanity_page_shows_the_strip_and_the_curve_and_caches(monkeypatch):
         == steps - 1
     specs = [el.proto.spec for el in at.get("plotly_chart")]
     assert any("Attention Rollout" in s or "attention" in s.lower() for s in specs)
-    from studio import sanity_page
+    from vit_explain_studio import sanity_page
 
     assert len(sanity_page._store()) >= 1
     at.run()  # cached: no recomputation, the same strip

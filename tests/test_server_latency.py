@@ -1,7 +1,7 @@
 """The server's event loop keeps its place while visitors' explanations compute (issue 16: the health check's
 p95 latency was 259 ms with six sessions on two cores, and the event loop's waits were almost all time spent
 runnable, waiting for a core held by a computation). A computation's native workers (torch's OpenMP
-threads, which never hold the GIL) run at a higher nice value (:func:`studio.cache.lower_priority`); Python
+threads, which never hold the GIL) run at a higher nice value (:func:`vit_explain_studio.cache.lower_priority`); Python
 threads, the event loop's main thread and the computing thread itself, keep theirs (a niced thread holding
 the GIL stalls the event loop). Checked in a fresh process, so that the test run's own threads keep theirs."""
 
@@ -20,7 +20,7 @@ FRAGMENT = """
 import json, os, sys, threading
 sys.path.insert(0, {root!r})
 import torch
-from studio import cache
+from vit_explain_studio import cache
 
 torch.set_num_threads(2)
 a = torch.randn(256, 256)
@@ -78,7 +78,7 @@ def test_a_nice_value_of_zero_leaves_priorities_alone():
 
 
 def test_the_configured_value_is_clamped(monkeypatch):
-    from studio import cache
+    from vit_explain_studio import cache
 
     for raw, want in (("5", 5), ("-3", 0), ("40", 19), ("soon", cache.COMPUTE_NICE)):
         monkeypatch.setenv("VIT_EXPLAIN_COMPUTE_NICE", raw)

@@ -77,7 +77,7 @@ def home_page() -> None:
     st.subheader("More methods")
     cols = st.columns(3)
     for i, spec in enumerate(s for s in settings.EXPLAINER_PAGES if s.available()):
-        cols[i % 3].page_link(f"app_pages/{spec.key}.py", label=spec.title, icon=spec.icon)
+        cols[i % 3].page_link(settings.page(spec.key), label=spec.title, icon=spec.icon)
     cols = st.columns(3)
-    cols[0].page_link("app_pages/compare.py", label="Compare all methods", icon=":material/compare:")
-    cols[1].page_link("app_pages/evaluate.py", label="Evaluate on many images", icon=":material/analytics:")
+    cols[0].page_link(settings.page("compare"), label="Compare all methods", icon=":material/compare:")
+    cols[1].page_link(settings.page("evaluate"), label="Evaluate on many images", icon=":material/analytics:")

@@ -23,8 +23,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "assets" / "samples"
+PACKAGE = Path(__file__).resolve().parent
+# Relative paths (VIT_EXPLAIN_WEIGHTS, typed local weights) are taken from the repository root in a checkout
+# (the folder of ``app.py``), else from the folder the server was started in (an installed app).
+ROOT = PACKAGE.parent if (PACKAGE.parent / "app.py").is_file() else Path.cwd().resolve()
+PAGES = PACKAGE / "app_pages"
+SAMPLES = PACKAGE / "assets" / "samples"
 ATTRIBUTION = SAMPLES / "ATTRIBUTION.md"
 DEFAULT_SAMPLE = "both.png"  # the landing story: a dog and a cat, two classes
 
@@ -37,7 +41,7 @@ def resolve_path(path: str) -> Path:
 
 def server_folders() -> list[str]:
     """Folders of this server that messages shown to users must not reveal (longest first)."""
-    folders = {str(ROOT), str(ROOT.parent), str(Path.home()), sys.prefix, sys.base_prefix}
+    folders = {str(ROOT), str(ROOT.parent), str(PACKAGE), str(Path.home()), sys.prefix, sys.base_prefix}
     folders.update(str(r) for r in allowed_roots())
     return sorted((f for f in folders if len(f) > 1), key=len, reverse=True)
 
@@ -172,6 +176,11 @@ def page_spec(key: str) -> PageSpec:
 
 
 # -- sample gallery ------------------------------------------------------------------------------------------
+def page(key: str) -> Path:
+    """The script of the app page ``key`` (``app_pages/<key>.py`` inside this package)."""
+    return PAGES / f"{key}.py"
+
+
 def samples() -> list[Path]:
     """The bundled photos, the default one first."""
     files = sorted(SAMPLES.glob("*.png"))
@@ -179,7 +188,7 @@ def samples() -> list[Path]:
 
 
 def attributions() -> dict[str, str]:
-    """file name -> "content — source (licence)" from assets/samples/ATTRIBUTION.md."""
+    """file name -> "content — source (licence)" from the samples' ATTRIBUTION.md."""
     out: dict[str, str] = {}
     if not ATTRIBUTION.exists():
         return out

@@ -1,5 +1,5 @@
 """All methods on the current image, side by side."""
 
-from studio.compare import compare_page
+from vit_explain_studio.compare import compare_page
 
 compare_page()

@@ -2,7 +2,7 @@
 
 ``sidebar()`` runs on every rerun from ``app.py`` (before the page), so its widgets, and with them the
 user's choices, live in the session state across page switches. It returns a :class:`Context` that pages
-read with :func:`context`. The cached loading behind it is in :mod:`studio.loading`.
+read with :func:`context`. The cached loading behind it is in :mod:`vit_explain_studio.loading`.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def _image_section() -> tuple[Image.Image, str, str] | None:
             name = st.selectbox("Sample photo", [p.name for p in files], key="sample",
                                 format_func=lambda n: f"{n} — {credits.get(n, '').split(' — ')[0]}")
             img, h = read_sample(name)
-            st.caption(f"{credits.get(name, '')}. See assets/samples/ATTRIBUTION.md.")
+            st.caption(f"{credits.get(name, '')}. See ATTRIBUTION.md beside the sample photos.")
             return img, h, name
         if source == "Upload":
             up = st.file_uploader("Upload a photo", key="upload",
@@ -233,11 +233,11 @@ def _image_section() -> tuple[Image.Image, str, str] | None:
             return None
         # The session keeps its current upload decoded (a large photo may not fit the shared image cache
         # under a small VIT_EXPLAIN_CACHE_MB; it is held by the session's context anyway).
-        last = st.session_state.get("studio.upload")
+        last = st.session_state.get("vit_explain_studio.upload")
         if last is not None and last[0] == up.file_id:
             return last[1], last[2], up.name
         img, h = decode(up.getvalue())
-        st.session_state["studio.upload"] = (up.file_id, img, h)
+        st.session_state["vit_explain_studio.upload"] = (up.file_id, img, h)
         return img, h, up.name
     except explainers.ImageError as e:
         st.error(f"This image cannot be used: {e}")

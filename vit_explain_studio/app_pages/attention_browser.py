@@ -1,5 +1,5 @@
 """The attention browser: see studio.attention_browser."""
 
-from studio.attention_browser import page
+from vit_explain_studio.attention_browser import page
 
 page()

@@ -7,7 +7,7 @@
   once per process, quickly). When the hub cannot be reached, the hub libraries are put in offline mode so a
   missing model fails at once instead of after their retries.
 * Images: decoded uploads, the model-input images, thumbnails and predictions live in the "images" store of
-  :mod:`studio.cache` (bounded by the one budget), not in ``st.cache_data``.
+  :mod:`vit_explain_studio.cache` (bounded by the one budget), not in ``st.cache_data``.
 """
 
 from __future__ import annotations

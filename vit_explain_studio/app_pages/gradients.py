@@ -1,5 +1,5 @@
 """Explainer page: see studio.settings.EXPLAINER_PAGES["gradients"]."""
 
-from studio.views import method_page
+from vit_explain_studio.views import method_page
 
 method_page("gradients")

@@ -3,7 +3,7 @@
 A *capture* (``explainers.capture``: the forward/backward/masked passes of a method) is stored per
 (model, image, method, target (its stable key, :attr:`Context.target_key`), non-cheap parameters) in a
 memory-bounded LRU shared by all sessions
-(:mod:`studio.cache`, one budget for every cache). Moving a cheap slider only calls ``explainers.render`` on
+(:mod:`vit_explain_studio.cache`, one budget for every cache). Moving a cheap slider only calls ``explainers.render`` on
 the stored capture: no model pass. Curves are cached per (capture, cheap parameters, curve settings).
 """
 
@@ -25,7 +25,7 @@ from .state import Context
 
 
 def captures() -> LRU:
-    """The captures of all sessions (their share of VIT_EXPLAIN_CACHE_MB, see :mod:`studio.cache`)."""
+    """The captures of all sessions (their share of VIT_EXPLAIN_CACHE_MB, see :mod:`vit_explain_studio.cache`)."""
     return cache.store("captures")
 
 

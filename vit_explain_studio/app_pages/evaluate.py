@@ -1,5 +1,5 @@
 """Batch evaluation over several images."""
 
-from studio.evaluate_view import evaluate_page
+from vit_explain_studio.evaluate_view import evaluate_page
 
 evaluate_page()

@@ -91,7 +91,7 @@ def _described(method: str, model, cheap: bool) -> list[dict]:
 
 def heavy_params(method: str, model, key_prefix: str = "p") -> tuple[dict, bool]:
     """The widgets of the parameters that change the model passes, in a bordered box with a Run button:
-    several can be changed before the (possibly long) passes run again (see :mod:`studio.runs`).
+    several can be changed before the (possibly long) passes run again (see :mod:`vit_explain_studio.runs`).
     Returns ({name: value}, whether Run was clicked)."""
     values, clicked = {}, False
     heavy = _described(method, model, cheap=False)

@@ -1,8 +1,8 @@
 """Hostile uploads (issues 16 and 17): the peak memory and time of decoding each one, in a fresh process.
 
 Each file (built in code by ``tests/hostile_files.py``, cached in a temporary folder) goes through the app's
-upload path, ``vit_explain_studio.state.decode`` (the function the sidebar calls with the uploaded bytes; it runs without
-a Streamlit server), or with ``--library`` through ``explainers.load_image``, in a fresh subprocess. The child
+upload path, ``vit_explain_studio.state.decode`` (the function the sidebar calls with the uploaded bytes; it
+runs without a Streamlit server), or with ``--library`` through ``explainers.load_image``, in a fresh subprocess. The child
 resets its peak RSS (``/proc/self/clear_refs``) right before the call and reports the peak increase (VmHWM
 after minus RSS before) and the time; the parent kills a child that runs past ``--timeout`` or above
 ``--kill-mb`` of RSS.

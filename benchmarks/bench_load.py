@@ -77,7 +77,8 @@ class Monitor(threading.Thread):
 def photo(seed: int) -> bytes:
     """A distinct 1600x1200 JPEG per upload (the decoded-image cache must stay within the budget)."""
     rng = np.random.default_rng(seed)
-    base = np.asarray(Image.open(ROOT / "vit_explain_studio" / "assets" / "samples" / "both.png").convert("RGB").resize((1600, 1200)))
+    photo = ROOT / "vit_explain_studio" / "assets" / "samples" / "both.png"
+    base = np.asarray(Image.open(photo).convert("RGB").resize((1600, 1200)))
     noisy = np.clip(base.astype(np.int16) + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(noisy).save(buf, format="JPEG", quality=85)

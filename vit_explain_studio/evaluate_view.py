@@ -1,8 +1,8 @@
 """The Evaluate page: the batch evaluation (``explainers.evaluate``) over bundled samples or uploaded photos.
 Its inputs (uploads, boxes, methods, protocol) and results live in the session state, so they survive page
 switches; the summary can be exported as CSV and HTML. With a CLIP or SigLIP model the run is zero-shot
-(:mod:`vit_explain_studio.evaluate_text`: each image explained for its top label among the chosen labels; the downloads record
-the labels and templates); a model with neither classes nor a text side offers no run."""
+(:mod:`vit_explain_studio.evaluate_text`: each image explained for its top label among the chosen labels; the
+downloads record the labels and templates); a model with neither classes nor a text side offers no run."""
 
 from __future__ import annotations
 

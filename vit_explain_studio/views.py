@@ -1,5 +1,6 @@
 """The explainer pages and the pieces every page shares. ``app_pages/*.py`` are one-line calls into
-:mod:`vit_explain_studio.views`, :mod:`vit_explain_studio.landing`, :mod:`vit_explain_studio.compare` and :mod:`vit_explain_studio.evaluate_view`.
+:mod:`vit_explain_studio.views`, :mod:`vit_explain_studio.landing`, :mod:`vit_explain_studio.compare` and
+:mod:`vit_explain_studio.evaluate_view`.
 
 An explainer page draws its controls (the parameters that need model passes in a form applied with *Run*,
 the post-processing ones as plain widgets) beside the result, then runs the method's model passes once
@@ -61,8 +62,8 @@ def how_it_works(method: str) -> None:
 
 def show_result(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float, key: str,
                 colour_bar: bool = True):
-    """The overlay on the photo beside the original (:mod:`vit_explain_studio.photo_view`), what the map explains, warnings,
-    the raw patch grid; returns the overlay image and the column beside the grid (for the top-5 chart)."""
+    """The overlay on the photo beside the original (:mod:`vit_explain_studio.photo_view`), what the map explains,
+    warnings, the raw patch grid; returns the overlay image and the column beside the grid (for the top-5 chart)."""
     ov = photo_view.show_on_photo(ctx, exp, cmap, alpha, f"{name_of(exp.method)} · {target_text(exp, short=True)}",
                                   colour_bar)
     if class_specific(exp.method):

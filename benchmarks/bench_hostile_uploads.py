@@ -2,7 +2,8 @@
 
 Each file (built in code by ``tests/hostile_files.py``, cached in a temporary folder) goes through the app's
 upload path, ``vit_explain_studio.state.decode`` (the function the sidebar calls with the uploaded bytes; it
-runs without a Streamlit server), or with ``--library`` through ``explainers.load_image``, in a fresh subprocess. The child
+runs without a Streamlit server), or with ``--library`` through ``explainers.load_image``, in a fresh subprocess.
+The child
 resets its peak RSS (``/proc/self/clear_refs``) right before the call and reports the peak increase (VmHWM
 after minus RSS before) and the time; the parent kills a child that runs past ``--timeout`` or above
 ``--kill-mb`` of RSS.

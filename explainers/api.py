@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -13,8 +14,9 @@ from .errors import InvalidParameterError
 from .images import load_image
 from .inputs import check_input_tensor
 from .registry import METHODS, Capture, check_target
+from .viz import check_clip, check_cmap, check_scale, default_cmap, default_scale, scale_map, value_range
 
-__all__ = ["Explanation", "explain", "capture", "render", "to_input", "upsample"]
+__all__ = ["Explanation", "explain", "capture", "render", "to_input", "upsample", "is_signed"]
 
 
 @dataclass
@@ -24,7 +26,15 @@ class Explanation:
     patch_map: (grid_h, grid_w) float32, the method's raw map (for pixel-level methods such as
         ``lrp_full``, the pixel relevance summed per patch).
     heatmap: (H, W) float32 at the model input size, min-max scaled to [0, 1] (all zeros when the map is
-        constant; see ``warnings``).
+        constant; see ``warnings``). Its order is the raw map's (most positive first): the metrics rank it.
+    raw_heatmap: (H, W) float32, the raw map at the model input size, sign kept (upsampled patch map, or the
+        pixel map of a pixel-level method).
+    signed: whether the raw map can be negative (the method with these parameters, or a contrast target).
+    scale, clip, cmap: how the map is drawn (:mod:`explainers.viz`): a scaling of :data:`viz.SCALES`, an outlier
+        clip at a percentile of ``|values|`` and a colour map. By default a signed map is drawn ``symmetric`` with
+        ``bwr`` (red for the target, blue against, white at 0), an unsigned one ``minmax`` with ``jet``.
+        :meth:`display` gives the colour positions; :meth:`with_display` another choice. Drawing never changes a
+        metric.
     """
 
     method: str
@@ -37,12 +47,43 @@ class Explanation:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     top5: list[tuple[int, str, float]] = field(default_factory=list)
+    raw_heatmap: np.ndarray | None = None
+    signed: bool = False
+    scale: str = ""
+    clip: float = 0.0
+    cmap: str = ""
+
+    def __post_init__(self):
+        if self.raw_heatmap is None:
+            self.raw_heatmap = self.heatmap
+        self.scale = check_scale(self.scale or default_scale(self.signed))
+        self.clip = check_clip(self.clip)
+        self.cmap = check_cmap(self.cmap or default_cmap(self.scale))
+
+    def with_display(self, scale: str | None = None, clip: float | None = None, cmap: str | None = None):
+        """This explanation drawn another way (a new scaling picks its default colour map unless ``cmap`` is
+        given); the maps themselves are shared, not copied."""
+        scale = scale or self.scale
+        cmap = cmap or (self.cmap if scale == self.scale else default_cmap(scale))
+        return dataclasses.replace(self, scale=scale, clip=self.clip if clip is None else clip, cmap=cmap)
+
+    def display(self, scale: str | None = None, clip: float | None = None) -> np.ndarray:
+        """(H, W) colour positions in [0, 1] of the raw map under the scaling (default: this one's)."""
+        return scale_map(self.raw_heatmap, scale or self.scale, self.clip if clip is None else clip)
+
+    def display_range(self, scale: str | None = None, clip: float | None = None) -> tuple[float, float]:
+        """The raw values drawn with the first and the last colour."""
+        return value_range(self.raw_heatmap, scale or self.scale, self.clip if clip is None else clip)
+
+    def display_dict(self) -> dict:
+        lo, hi = self.display_range()
+        return {"scale": self.scale, "clip_percentile": self.clip, "colour_map": self.cmap, "range": [lo, hi]}
 
     def to_dict(self) -> dict:
         return {"method": self.method, "target": self.target, "label": self.label,
                 "probability": self.probability, "params": self.params, "seconds": self.seconds,
                 "warnings": list(self.warnings), "top5": [list(t) for t in self.top5],
-                "grid": list(self.patch_map.shape)}
+                "grid": list(self.patch_map.shape), "signed": self.signed, "display": self.display_dict()}
 
 
 def to_input(model, image) -> tuple[torch.Tensor, bool]:
@@ -66,6 +107,14 @@ def _minmax(m: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if not torch.isfinite(hi - lo) or float(hi - lo) <= 1e-12 * max(1.0, float(hi.abs())):
         return torch.zeros_like(m), False
     return (m - lo) / (hi - lo), True
+
+
+def is_signed(method: str, params: dict | None = None, target=None) -> bool:
+    """Whether ``method``'s raw map with these parameters and this target can be negative: the method's own
+    declaration, or a signed target (a contrast: evidence for one class rather than another) of a method whose
+    map follows the target."""
+    m = METHODS[method]
+    return bool(m.is_signed(params) or (m.class_specific and getattr(target, "signed", False)))
 
 
 def capture(model, image, method: str = "attention_rollout", target=None, progress=None, **params) -> Capture:
@@ -110,6 +159,7 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
     B = pm.shape[0]
     labels = getattr(model, "labels", None)
     bound = cap.target
+    signed = is_signed(cap.method, full, bound.target if bound is not None else None)
     out = []
     for b in range(B):
         warns = list(maps.warnings[b]) if maps.warnings else []
@@ -118,7 +168,8 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
         if bad.any():
             warns.append(f"{int(bad.sum())} non-finite map values were set to 0")
             p = torch.where(bad, torch.zeros_like(p), p)
-        hm, ok = _minmax(torch.nan_to_num(px[b], nan=0.0, posinf=0.0, neginf=0.0))
+        raw = torch.nan_to_num(px[b], nan=0.0, posinf=0.0, neginf=0.0)
+        hm, ok = _minmax(raw)
         if not ok:
             warns.append("the map is constant: it carries no information for this image/target")
         t = int(cap.targets[b])
@@ -136,13 +187,15 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
         out.append(Explanation(
             method=cap.method, patch_map=p.numpy().astype(np.float32), heatmap=hm.numpy().astype(np.float32),
             target=t, probability=prob, label=label, params=full,
-            seconds=(cap.seconds + reduce_s) / B, warnings=warns, top5=top5))
+            seconds=(cap.seconds + reduce_s) / B, warnings=warns, top5=top5,
+            raw_heatmap=raw.numpy().astype(np.float32), signed=signed))
     if batch is None:
         batch = B > 1
     return out if batch else out[0]
 
 
-def explain(model, image, method: str = "attention_rollout", target=None, progress=None, **params):
+def explain(model, image, method: str = "attention_rollout", target=None, progress=None, *, scale=None, clip=0.0,
+            cmap=None, **params):
     """Explain ``model``'s prediction for ``image`` with ``method``.
 
     image: a PIL image, a path, bytes, or a tensor (3, H, W) / (B, 3, H, W) already preprocessed.
@@ -151,6 +204,7 @@ def explain(model, image, method: str = "attention_rollout", target=None, progre
         image or a region, any function of the outputs).
     progress: optional ``callback(done, total)`` for long methods; return False (or raise
         :class:`explainers.Cancelled`) to cancel.
+    scale, clip, cmap: how the map is drawn (see :class:`Explanation`; default: by its sign); metrics ignore them.
     params: the method's parameters (see ``explainers.METHODS[method].params``).
 
     Returns an :class:`Explanation`, or a list of them for a batch of more than one image.
@@ -158,4 +212,8 @@ def explain(model, image, method: str = "attention_rollout", target=None, progre
     cap = capture(model, image, method, target, progress, **params)
     m = METHODS[method]
     _, cheap = m.split(m.validate(params, model))
-    return render(cap, model, **cheap)
+    out = render(cap, model, **cheap)
+    if scale is None and clip == 0.0 and cmap is None:
+        return out
+    return [e.with_display(scale, clip, cmap) for e in out] if isinstance(out, list) else \
+        out.with_display(scale, clip, cmap)

@@ -37,14 +37,15 @@ def cmd_list(args) -> int:
     return 0
 
 
-def save_heatmap_png(heatmap: np.ndarray, path: Path, image=None, alpha: float = 0.5) -> None:
-    """Write a heatmap (H, W) in [0, 1] as a colour-mapped PNG, overlaid on ``image`` (PIL) if given."""
+def save_heatmap_png(positions: np.ndarray, path: Path, image=None, alpha: float = 0.5, cmap: str = "jet") -> None:
+    """Write colour positions (H, W) in [0, 1] (``Explanation.display()``) as a colour-mapped PNG, overlaid on
+    ``image`` (PIL) if given."""
     from PIL import Image
 
     from .viz import colorize, overlay
 
-    rgb = colorize(heatmap)
-    out = overlay(image, heatmap, alpha=alpha) if image is not None else Image.fromarray(rgb)
+    out = overlay(image, positions, alpha=alpha, cmap=cmap) if image is not None else \
+        Image.fromarray(colorize(positions, cmap))
     out.save(path)
 
 
@@ -100,12 +101,13 @@ def cmd_explain(args) -> int:
                        img_size=_size(args.img_size))
     image = load_image(args.image)
     exp = explain(model, image, method=args.method, target=cli_target(model, args), **_parse_params(args.param))
+    exp = exp.with_display(args.scale, args.clip, args.cmap)
     x = model.preprocess(image)
     shown = model.to_pixels(x)[0].permute(1, 2, 0).cpu().numpy()
     from PIL import Image
 
     base = Image.fromarray((shown * 255).round().astype(np.uint8))
-    save_heatmap_png(exp.heatmap, Path(args.out), image=None if args.no_overlay else base)
+    save_heatmap_png(exp.display(), Path(args.out), image=None if args.no_overlay else base, cmap=exp.cmap)
     if args.npy:
         np.save(args.npy, exp.patch_map)
     print(json.dumps({**exp.to_dict(), "out": args.out, "npy": args.npy}, indent=2))
@@ -146,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
     p.add_argument("--out", required=True, help="output PNG (heatmap overlaid on the model input)")
     p.add_argument("--no-overlay", action="store_true", help="write the bare colour-mapped heatmap")
+    from .viz import COLORMAPS, SCALES
+
+    p.add_argument("--scale", default=None, choices=SCALES,
+                   help="how the raw map is drawn (default: symmetric for a signed map, so 0 is the diverging "
+                        "map's centre colour; minmax for an unsigned one); metrics never depend on it")
+    p.add_argument("--clip", type=float, default=0.0, metavar="PERCENT",
+                   help="clip outliers: the top PERCENT %% of |values| get the end colour (captum's outlier_perc)")
+    p.add_argument("--cmap", default=None, choices=COLORMAPS,
+                   help="colour map (matplotlib's; default: bwr for --scale symmetric, else jet)")
     p.add_argument("--npy", default=None, help="also save the raw patch map as .npy")
     p.set_defaults(func=cmd_explain)
 

@@ -186,10 +186,14 @@ class Method:
     # The raw map can hold negative values (evidence against the target). A method whose sign depends on a
     # parameter (``relu``, ``absolute``) overrides :meth:`is_signed`; every contrast target is signed.
     signed: bool = False
+    # A bool parameter that, when true, rectifies the map (``relu``) or takes its magnitude (``absolute``).
+    signed_unless: str = ""
 
     def is_signed(self, params: Mapping[str, Any] | None = None) -> bool:
         """Whether the raw map of this method, with these parameters, can be negative."""
-        return self.signed
+        if not self.signed or not self.signed_unless:
+            return self.signed
+        return not {**self.defaults(), **(params or {})}[self.signed_unless]
 
     # -- parameters ---------------------------------------------------------------------------------------
     def param(self, name: str) -> Param:

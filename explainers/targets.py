@@ -34,6 +34,7 @@ class Target:
     """Base class: :meth:`bind` resolves what depends on the image (the predicted class, a region's embedding)."""
 
     class_specific = True
+    signed = False  # a contrast (evidence for one thing rather than another): its maps are signed
 
     def bind(self, model, outputs, x=None) -> Bound:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -160,6 +161,8 @@ class ClassProbability(ClassLogit):
 
 class Contrast(Target):
     """``logit(a) - logit(b)``: evidence for class ``a`` rather than ``b`` (masked inputs: ``p(a) - p(b)``)."""
+
+    signed = True
 
     def __init__(self, a, b):
         self.a, self.b = a, b

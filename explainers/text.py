@@ -346,6 +346,8 @@ class TextProbability(TextSimilarity):
 class TextContrast(_TextTarget):
     """``logit(a) - logit(b)``: evidence for prompt ``a`` rather than ``b`` (masked images: ``p(a) - p(b)``)."""
 
+    signed = True
+
     def __init__(self, a: str, b: str, labels=None, templates=None):
         super().__init__((a, b), labels, templates)
         if self.prompts[0] == self.prompts[1]:

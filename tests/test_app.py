@@ -144,13 +144,13 @@ def test_generic_attention_page_downloads(deit_tiny, cat_image):
     overlay = explainers.viz.overlay(cat_image, exp.heatmap)
     curves = explainers.metrics.insertion_deletion(deit_tiny, deit_tiny.preprocess(cat_image), exp.heatmap,
                                                    exp.target, steps=4)
-    files = report.downloads(ctx, exp, overlay, "viridis", curves, {"preset": "standard", "steps": 4})
+    files = report.downloads(ctx, exp.with_display(cmap="viridis"), overlay, curves, {"preset": "standard", "steps": 4})
     data = {name.rsplit("_", 1)[1]: make() for name, (make, _) in files.items()}
     heat = np.asarray(Image.open(io.BytesIO(data["heatmap.png"])))
     # at the photo's own resolution: the map mapped back through the model's resize and crop
     assert heat.shape == (cat_image.size[1], cat_image.size[0], 3)
     g = explainers.geometry.crop_geometry(deit_tiny.preprocessing, cat_image.size)
-    np.testing.assert_array_equal(heat, explainers.geometry.photo_heatmap(exp.heatmap, g, "viridis"))
+    np.testing.assert_array_equal(heat, explainers.geometry.photo_heatmap(exp.display(), g, "viridis"))
     assert Image.open(io.BytesIO(data["overlay.png"])).size == overlay.size
     np.testing.assert_array_equal(np.load(io.BytesIO(data["map.npy"])), exp.patch_map)
     rep = json.loads(data["report.json"])

@@ -114,7 +114,7 @@ def test_the_json_report_names_no_server_path(monkeypatch):
     assert ctx.model_key[0] == str((WEIGHTS / "hf").resolve())  # the server does know the path...
     exp = compute.explain(ctx, "attention_rollout", {})
     overlay = explainers.viz.overlay(ctx.shown(), exp.heatmap)
-    files = report.downloads(ctx, exp, overlay, "jet")
+    files = report.downloads(ctx, exp, overlay)
     make = next(make for name, (make, _) in files.items() if name.endswith("report.json"))
     rep = json.loads(make())
     texts = list(_strings(rep))

@@ -141,7 +141,7 @@ def test_the_result_on_the_photo_at_its_resolution(deit_tiny):
     ctx = at.session_state["ctx"]
     assert ctx.image.size == (451, 300)
     exp = compute.explain(ctx, "attention_rollout", {})
-    ov = photo_view.photo_overlay(ctx, exp, "jet", 0.5, full=True)
+    ov = photo_view.photo_overlay(ctx, exp, 0.5, full=True)
     assert ov.size == (451, 300)
     g = crop_geometry(deit_tiny.preprocessing, (451, 300))
     x0, _, x1, _ = g.box
@@ -149,7 +149,7 @@ def test_the_result_on_the_photo_at_its_resolution(deit_tiny):
     photo, drawn = np.asarray(ctx.image.convert("RGB"), np.float32), np.asarray(ov, np.float32)
     border = drawn[:, : int(x0) - 1]
     assert border.mean() < photo[:, : int(x0) - 1].mean() + 20  # dimmed/hatched, not coloured by the map
-    files = report.downloads(ctx, exp, lambda: ov, "jet")
+    files = report.downloads(ctx, exp, lambda: ov)
     data = {name.rsplit("_", 1)[1]: make() for name, (make, _) in files.items()}
     for png in ("heatmap.png", "overlay.png"):
         assert Image.open(io.BytesIO(data[png])).size == (451, 300)

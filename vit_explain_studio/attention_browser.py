@@ -195,7 +195,7 @@ def page() -> None:
     with left:
         layer = st.slider("Layer", 1, L, L, key="attn.layer", help="1 = first block.")
         query, slot = _query_controls(data, pooling_label)
-        cmap = st.selectbox("Colour map", list(viz.COLORMAPS), key="attn.cmap")
+        cmap = st.selectbox("Colour map", list(viz.SEQUENTIAL), key="attn.cmap")
     maps, to_prefix = data.maps(layer - 1, query)
     with slot:
         chart_key = "attn.picker"

@@ -121,6 +121,7 @@ def _row(ctx: Context, name: str, exp, c, box, extra: dict | None = None) -> dic
     H, W = ctx.model.input_size
     row = {"method": name_of(name) if name in METHODS else f"{name} (reference)",
            "class": "—" if name not in METHODS else ("specific" if class_specific(name) else "agnostic"),
+           "map": "—" if exp is None else (f"signed · {exp.scale}" if exp.signed else f"unsigned · {exp.scale}"),
            "seconds": round(exp.seconds, 3) if exp is not None else 0.0,
            "cost": METHODS[name].cost if name in METHODS else "no model pass"}
     if c is not None:
@@ -159,6 +160,10 @@ def results_table(rows: list[dict], sort_by: str) -> None:
     if best is not None:
         st.caption(f"Best by {sort_by}: **{df.loc[best, 'method']}** (highlighted). Grey rows are the reference "
                    "maps: a method below the random map is not faithful to the model on this image.")
+    if "map" in df.columns and df["map"].str.startswith("signed").any():
+        st.caption("Each map is drawn in its own default scaling: a **signed** map symmetric around 0 (red: "
+                   "evidence for the target, blue: against, white: 0), an unsigned one min-max (jet). The metrics "
+                   "rank the raw values, most positive first, whatever the drawing.")
 
 
 def compare_page() -> None:
@@ -208,7 +213,8 @@ def compare_page() -> None:
             named_curves[name_of(name)] = c
         rows.append(_row(ctx, name, exp, c, box, more))
         agnostic = "" if class_specific(name) else " · class-agnostic"
-        tiles[i].image(overlay_tile(ctx, exp), caption=f"{name_of(name)} · {exp.seconds:.2f} s{agnostic}",
+        sign = " · signed: red for, blue against" if exp.signed else ""
+        tiles[i].image(overlay_tile(ctx, exp), caption=f"{name_of(name)} · {exp.seconds:.2f} s{agnostic}{sign}",
                        width="stretch")
     top.empty()
     if missing:

@@ -11,7 +11,7 @@ from PIL import Image
 import explainers
 from explainers import geometry
 
-from . import cache, plots
+from . import cache, legend
 from .state import Context
 
 DISPLAY_MAX = 1600  # longer side of the photo drawn on the page
@@ -50,24 +50,28 @@ def _exp_key(ctx: Context, exp: explainers.Explanation) -> tuple:
     return (ctx.model_key, ctx.image_hash, exp.method, ctx.target_key, repr(sorted(exp.params.items())))
 
 
-def photo_overlay(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float,
-                  full: bool = False) -> Image.Image:
-    """The overlay on the photo (``full``: the download's, at the photo's resolution up to DOWNLOAD_MAX; else
-    the page's, up to DISPLAY_MAX), cached."""
+def photo_overlay(ctx: Context, exp: explainers.Explanation, alpha: float, full: bool = False) -> Image.Image:
+    """The overlay on the photo, drawn as ``exp`` says (scaling, clip, colour map); ``full``: the download's, at
+    the photo's resolution up to DOWNLOAD_MAX; else the page's, up to DISPLAY_MAX; cached."""
     def make():
         side = DOWNLOAD_MAX if full else DISPLAY_MAX
         photo = capped_photo(ctx, side)
-        return geometry.photo_overlay(photo, exp.heatmap, photo_geometry(ctx).scaled(side), alpha=alpha, cmap=cmap)
+        return geometry.photo_overlay(photo, exp.display(), photo_geometry(ctx).scaled(side), alpha=alpha,
+                                      cmap=exp.cmap)
 
     if full and max(ctx.image.size) > DISPLAY_MAX:  # made once for the download's bytes, which are cached
         return make()
     # a photo within DISPLAY_MAX gets the same overlay on the page and in the download: the page's, cached
-    return cache.cached("renders", ("photo-overlay", *_exp_key(ctx, exp), cmap, float(alpha)), make)
+    return cache.cached("renders", ("photo-overlay", *_exp_key(ctx, exp), *display_key(exp), float(alpha)), make)
 
 
-def photo_heatmap(ctx: Context, exp: explainers.Explanation, cmap: str) -> np.ndarray:
+def display_key(exp: explainers.Explanation) -> tuple:
+    return exp.scale, exp.clip, exp.cmap
+
+
+def photo_heatmap(ctx: Context, exp: explainers.Explanation) -> np.ndarray:
     """The colour-mapped map at the download's resolution (the photo's up to DOWNLOAD_MAX; cropped border grey)."""
-    return geometry.photo_heatmap(exp.heatmap, download_geometry(ctx), cmap)
+    return geometry.photo_heatmap(exp.display(), download_geometry(ctx), exp.cmap)
 
 
 def crop_note(ctx: Context) -> str | None:
@@ -80,16 +84,20 @@ def crop_note(ctx: Context) -> str | None:
             f"{g.resized[1]}, centre crop {W}×{H}): the hatched border is outside its view and has no relevance.")
 
 
-def show_on_photo(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float, caption: str,
+def show_on_photo(ctx: Context, exp: explainers.Explanation, alpha: float, caption: str,
                   colour_bar: bool = True) -> Image.Image:
-    """The overlay on the photo beside the original photo (stacked on a phone); returns the overlay."""
-    ov = photo_overlay(ctx, exp, cmap, alpha)
+    """The overlay on the photo beside the original photo (stacked on a phone), the colour strip labelled with
+    the values at its ends, and what the colours mean; returns the overlay."""
+    ov = photo_overlay(ctx, exp, alpha)
     c1, c2 = st.columns(2)
     c1.image(ov, caption=caption, width="stretch")
     w, h = ctx.image.size
     c2.image(display_photo(ctx), caption=f"Original photo · {w}×{h}", width="stretch")
     if colour_bar:
-        c1.image(plots.colorbar_strip(cmap), caption="low → high relevance", width="stretch")
+        strip, strip_caption = legend.strip(exp)
+        c1.image(strip, caption=strip_caption, width="stretch")
+    if exp.signed:
+        st.caption(legend.sentence(exp))
     note = crop_note(ctx)
     if note:
         st.caption(note)

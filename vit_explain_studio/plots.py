@@ -26,12 +26,18 @@ def colorscale(cmap: str, n: int = 33) -> list:
     return [[i / (n - 1), f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(rgb.tolist())]
 
 
-def patch_grid(patch_map: np.ndarray, cmap: str = "jet", title: str = "Raw patch map") -> go.Figure:
-    """The method's raw map, one cell per patch (hover shows row, column and value)."""
+def patch_grid(patch_map: np.ndarray, cmap: str = "jet", title: str = "Raw patch map", scale: str = "minmax",
+               clip: float = 0.0) -> go.Figure:
+    """The method's raw map, one cell per patch (hover shows row, column and value), in the overlay's colours:
+    the same scaling (``positive``: negatives drawn as 0, ``absolute``: |v|; ``symmetric``: centred on 0) and
+    outlier clip, computed on the patch values."""
     gh, gw = patch_map.shape
+    lo, hi = viz.value_range(patch_map, scale, clip)
+    z = viz.transform(patch_map, scale)
     fig = go.Figure(go.Heatmap(
-        z=np.asarray(patch_map, dtype=np.float64), colorscale=colorscale(cmap),
-        hovertemplate="row %{y}, col %{x}<br>value %{z:.4g}<extra></extra>", colorbar=dict(thickness=10)))
+        z=z, colorscale=colorscale(cmap), zmin=lo, zmax=hi if hi > lo else lo + 1e-12,
+        customdata=np.asarray(patch_map, dtype=np.float64),
+        hovertemplate="row %{y}, col %{x}<br>value %{customdata:.4g}<extra></extra>", colorbar=dict(thickness=10)))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False)
     fig.update_xaxes(constrain="domain", showgrid=False)
     fig.update_layout(title=dict(text=f"{title} ({gh}×{gw})", font=dict(size=14)))
@@ -138,8 +144,3 @@ def box_picker(image: Image.Image, box: tuple[float, float, float, float] | None
     fig.update_xaxes(range=[0, W], showgrid=False)
     fig.update_yaxes(range=[H, 0], showgrid=False, scaleanchor="x")
     return _compact(fig, 360)
-
-
-def colorbar_strip(cmap: str) -> np.ndarray:
-    """A small horizontal strip of the colour map (low -> high), uint8 RGB."""
-    return np.repeat(viz.colorize(np.linspace(0, 1, 256)[None, :], cmap), 12, axis=0)

@@ -88,16 +88,17 @@ def report(ctx, exp: explainers.Explanation, curves=None, curve_settings: dict |
         "seconds": exp.seconds,
         "warnings": list(exp.warnings),
         "metrics": metrics,
-        "display": display or {},
+        "signed": exp.signed,
+        "display": display or {**exp.display_dict(), "signed": exp.signed},
         "versions": versions(),
     })
 
 
-def downloads(ctx, exp, overlay, cmap: str, curves=None, curve_settings=None, display=None) -> dict:
+def downloads(ctx, exp, overlay, curves=None, curve_settings=None, display=None) -> dict:
     """file name -> (callable returning the bytes, mime) for the download buttons; ``overlay`` is an image or
     a callable that makes one. The heatmap PNG is at the photo's own resolution up to
     ``photo_view.DOWNLOAD_MAX`` (mapped back through the model's resize and crop, the cropped border grey), like
-    the overlay the page passes."""
+    the overlay the page passes; both drawn as ``exp`` says (scaling, clip, colour map)."""
     stem = f"{exp.method}_{exp.target}"
 
     def report_json() -> bytes:
@@ -105,7 +106,7 @@ def downloads(ctx, exp, overlay, cmap: str, curves=None, curve_settings=None, di
         return json.dumps(rep, indent=2, default=float).encode()
 
     return {
-        f"{stem}_heatmap.png": (lambda: png_bytes(photo_view.photo_heatmap(ctx, exp, cmap)), "image/png"),
+        f"{stem}_heatmap.png": (lambda: png_bytes(photo_view.photo_heatmap(ctx, exp)), "image/png"),
         f"{stem}_overlay.png": (lambda: png_bytes(overlay() if callable(overlay) else overlay), "image/png"),
         f"{stem}_map.npy": (lambda: npy_bytes(exp.patch_map), "application/octet-stream"),
         f"{stem}_report.json": (report_json, "application/json"),

@@ -5,7 +5,7 @@
 An explainer page draws its controls (the parameters that need model passes in a form applied with *Run*,
 the post-processing ones as plain widgets) beside the result, then runs the method's model passes once
 (progress bar and Cancel) and renders everything else from the cached capture: moving a cheap parameter
-(discard ratio, head fusion, colour map, opacity) reruns the script, which finds the passes in the cache and
+(discard ratio, head fusion, scaling, colour map, opacity) reruns the script, which finds the passes in the cache and
 only redraws. There is deliberately no ``st.fragment``: a fragment rerun that reaches the server after a
 page switch carries the old page's id, and Streamlit then clears the new page and writes the fragment's
 elements at paths that no longer exist ("Bad delta path index", a blank app). A whole rerun cannot race a
@@ -60,11 +60,10 @@ def how_it_works(method: str) -> None:
             st.markdown(widgets.rst_to_markdown(doc))
 
 
-def show_result(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: float, key: str,
-                colour_bar: bool = True):
+def show_result(ctx: Context, exp: explainers.Explanation, alpha: float, key: str, colour_bar: bool = True):
     """The overlay on the photo beside the original (:mod:`vit_explain_studio.photo_view`), what the map explains,
     warnings, the raw patch grid; returns the overlay image and the column beside the grid (for the top-5 chart)."""
-    ov = photo_view.show_on_photo(ctx, exp, cmap, alpha, f"{name_of(exp.method)} · {target_text(exp, short=True)}",
+    ov = photo_view.show_on_photo(ctx, exp, alpha, f"{name_of(exp.method)} · {target_text(exp, short=True)}",
                                   colour_bar)
     if class_specific(exp.method):
         st.caption(f"{targets_ui.explained_caption(ctx, exp)} · {exp.seconds:.2f} s")
@@ -74,8 +73,8 @@ def show_result(ctx: Context, exp: explainers.Explanation, cmap: str, alpha: flo
     for w in exp.warnings:
         st.warning(w)
     grid_col, side = st.columns([1, 1.1])
-    grid_col.plotly_chart(plots.patch_grid(exp.patch_map, cmap), key=f"{key}.grid", width="stretch",
-                          config=CHART_CONFIG)
+    grid_col.plotly_chart(plots.patch_grid(exp.patch_map, exp.cmap, scale=exp.scale, clip=exp.clip),
+                          key=f"{key}.grid", width="stretch", config=CHART_CONFIG)
     return ov, side
 
 
@@ -163,18 +162,18 @@ def curves_section(ctx: Context, method: str, params: dict, exp, key: str):
     return c, cs
 
 
-def download_buttons(ctx, exp, overlay, cmap, alpha, c=None, cs=None, key: str = "dl") -> None:
+def download_buttons(ctx, exp, overlay, alpha, c=None, cs=None, key: str = "dl") -> None:
     """The four downloads (the PNGs at the photo's own resolution), made now and kept in the "downloads" cache:
     identical bytes keep the same media
     file across reruns, so a button on screen never points at an expired file (Streamlit's deferred
     downloads expired under load, issue 16)."""
-    display = {"colour_map": cmap, "opacity": alpha}
-    ckey = ("dl", ctx.model_key, ctx.image_hash, exp.method, ctx.target_key, repr(sorted(exp.params.items())), cmap,
-            alpha, None if c is None else (c.insertion_auc, c.deletion_auc), cs)
-    full_overlay = lambda: photo_view.photo_overlay(ctx, exp, cmap, alpha, full=True)  # noqa: E731
+    display = {**exp.display_dict(), "signed": exp.signed, "opacity": alpha}
+    ckey = ("dl", ctx.model_key, ctx.image_hash, exp.method, ctx.target_key, repr(sorted(exp.params.items())),
+            *photo_view.display_key(exp), alpha, None if c is None else (c.insertion_auc, c.deletion_auc), cs)
+    full_overlay = lambda: photo_view.photo_overlay(ctx, exp, alpha, full=True)  # noqa: E731
     files = cache.cached("downloads", ckey, lambda: {
         name: (make(), mime) for name, (make, mime) in
-        report.downloads(ctx, exp, full_overlay, cmap, c, cs.describe() if cs else None, display).items()})
+        report.downloads(ctx, exp, full_overlay, c, cs.describe() if cs else None, display).items()})
     cols = st.columns(len(files))
     labels = ("Heatmap PNG", "Overlay PNG", "Raw map .npy", "JSON report")
     for col, label, (fname, (data, mime)) in zip(cols, labels, files.items()):
@@ -196,7 +195,7 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
         heavy, pending = runs.applied(ctx, method, current, run_clicked, key)
         params = {**heavy, **widgets.cheap_params(method, ctx.model)}
         st.divider()
-        cmap, alpha = widgets.display_controls(key)
+        drawn, alpha = widgets.display_controls(key, explainers.api.is_signed(method, params, ctx.target))
         colour_bar = st.toggle("Colour bar", value=True, key=f"{key}.colour_bar", persist_state="session")
     with result_col:
         if pending:
@@ -205,11 +204,11 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
             how_it_works(method)
             return
         try:
-            exp = compute.explain(ctx, method, params)
+            exp = compute.explain(ctx, method, params).with_display(**drawn)
         except explainers.ExplainerError as e:
             st.error(f"{name_of(method)} failed: {e}")
             return
-        overlay, side = show_result(ctx, exp, cmap, alpha, key, colour_bar)
+        overlay, side = show_result(ctx, exp, alpha, key, colour_bar)
         if exp.top5:  # a model without classes has no top-5
             side.plotly_chart(plots.top5(exp.top5, exp.target if class_specific(method) else None),
                               key=f"{key}.top5", width="stretch", config=CHART_CONFIG)
@@ -217,7 +216,7 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
     c = cs = None
     if with_curves:
         c, cs = curves_section(ctx, method, params, exp, key)
-    download_buttons(ctx, exp, overlay, cmap, alpha, c, cs, key=f"{key}.dl")
+    download_buttons(ctx, exp, overlay, alpha, c, cs, key=f"{key}.dl")
 
 
 def method_page(page_key: str) -> None:
@@ -233,5 +232,6 @@ def method_page(page_key: str) -> None:
         explainer_view(ctx, names, key=spec.key)
 
 
-def overlay_tile(ctx: Context, exp, cmap: str = "jet") -> np.ndarray:
-    return viz.overlay(ctx.shown(), exp.heatmap, 0.5, cmap)
+def overlay_tile(ctx: Context, exp) -> np.ndarray:
+    """The map over the model's view, drawn in the explanation's own scaling and colour map."""
+    return viz.overlay(ctx.shown(), exp.display(), 0.5, exp.cmap)

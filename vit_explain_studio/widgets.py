@@ -1,5 +1,5 @@
 """Widgets built from the method registry: one per :class:`explainers.Param`, with its default, range, step
-and help resolved for the loaded model, plus the display controls (colour map, opacity)."""
+and help resolved for the loaded model, plus the display controls (scaling, clip, colour map, opacity)."""
 
 from __future__ import annotations
 
@@ -117,10 +117,26 @@ def cheap_params(method: str, model, key_prefix: str = "p") -> dict:
     return values
 
 
-def display_controls(key_prefix: str = "view") -> tuple[str, float]:
-    """Colour map and opacity of the overlay (pure display: never recompute anything)."""
+def display_controls(key_prefix: str = "view", signed: bool = False) -> tuple[dict, float]:
+    """How the map is drawn (pure display: never recompute anything, never change a metric). A signed map offers
+    the scalings (default symmetric: 0 is the diverging map's centre colour); every map the outlier clip, the colour
+    map (its default follows the scaling: bwr for symmetric, jet otherwise) and the opacity.
+    Returns ({"scale", "clip", "cmap"} for :meth:`explainers.Explanation.with_display`, opacity)."""
+    scale = viz.default_scale(signed)
     c1, c2 = st.columns(2)
-    cmap = c1.selectbox("Colour map", list(viz.COLORMAPS), key=f"{key_prefix}.cmap", persist_state="session")
+    if signed:
+        scale = c1.selectbox("Scaling", list(viz.SCALES), key=f"{key_prefix}.scale", persist_state="session",
+                             help="How the signed map becomes colours:  \n" + "  \n".join(
+                                 f"**{k}**: {v}" for k, v in viz.SCALE_HELP.items()))
+    clip = (c2 if signed else st).slider(
+        "Clip outliers (%)", 0.0, 10.0, 0.0, 0.5, key=f"{key_prefix}.clip", persist_state="session",
+        help="The top share of |values| gets the end colour, so a few extreme pixels do not wash out the rest "
+             "(captum's outlier_perc).")
+    diverging = scale == "symmetric"
+    options = list(viz.DIVERGING + viz.SEQUENTIAL if diverging else viz.SEQUENTIAL + viz.DIVERGING)
+    c1, c2 = st.columns(2)
+    cmap = c1.selectbox("Colour map", options, key=f"{key_prefix}.cmap.{'div' if diverging else 'seq'}",
+                        persist_state="session", help="matplotlib's colour maps (exact 256-level tables).")
     alpha = c2.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key=f"{key_prefix}.alpha", persist_state="session",
                       help="Opacity of the heatmap over the photo.")
-    return cmap, alpha
+    return {"scale": scale, "clip": clip, "cmap": cmap}, alpha

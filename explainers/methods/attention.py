@@ -191,6 +191,7 @@ class AttentionGradCAM(Method):
     family = "attention"
     description = "Grad-CAM applied to the last layer's attention heads."
     params = (Param("relu", "bool", True, "Clamp the weighted head mean at zero (Grad-CAM's ReLU).", cheap=True),)
+    signed, signed_unless = True, "relu"
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         cap = gradient_capture(model, x, target)

@@ -199,6 +199,7 @@ def rule_relevance(model, x: torch.Tensor, target, cp: bool):
 class _RuleLRP(Method):
     cp = False
     family = "lrp"
+    signed = True  # relevance: positive for the target, negative against it
     cost = "1 forward + 1 modified backward"
     params = (Param("level", "choice", "tokens",
                     "Where the patch map is read: the patch tokens entering block 0, or the pixels (gradient x "

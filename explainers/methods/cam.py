@@ -65,6 +65,7 @@ class _GradientCAM(Method):
     family = "cam"
     cost = "1 forward + 1 backward"
     params = (RELU,)
+    signed, signed_unless = True, "relu"
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         A, G, out, bound = token_activations(model, x, target, gradients=True)
@@ -138,6 +139,7 @@ class EigenCAM(Method):
     class_specific = False
     family = "cam"
     description = "The first principal component of the last block's token features, as a map."
+    signed, signed_unless = True, "relu"  # the SVD projection has either sign
     params = (
         Param("sign_correction", "bool", True, "Flip the projection when its most negative value is larger in "
               "magnitude than its maximum (off = the raw SVD sign, as pytorch-grad-cam).", cheap=True),
@@ -175,6 +177,7 @@ class ScoreCAM(Method):
     family = "cam"
     description = "Weights the token feature maps by the class score of the image masked with each of them."
     params = (RELU, BATCH_SIZE)
+    signed, signed_unless = True, "relu"
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         A, _, out, bound = token_activations(model, x, target, gradients=False)

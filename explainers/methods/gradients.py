@@ -102,6 +102,7 @@ class IntegratedGradients(Method):
     family = "gradient"
     description = ("Accumulates the gradients along the straight path from a baseline image to the input; "
                    "the attributions add up to the change of the class score.")
+    signed, signed_unless = True, "absolute"  # gradient x (input - baseline): either sign
     params = (
         Param("steps", "int", 50, "Points of the path integral (forward+backward passes per image).",
               min=2, max=1024),
@@ -208,6 +209,7 @@ class Occlusion(Method):
     cost = "1 forward per window position (the patch count by default), batched"
     family = "perturbation"
     description = "Covers each region of the image in turn and records how much the class score drops."
+    signed = True  # the score drop: negative where covering the window raises the score
     params = (
         Param("window", "int", 0, "Side of the occluding square in pixels (0 = the patch size).", min=0, max=512),
         Param("stride", "int", 0, "Step between windows in pixels (0 = the window size).", min=0, max=512),

@@ -202,6 +202,7 @@ class FullLRP(Method):
     family = "lrp"
     description = "Layer-wise relevance propagation from the class score all the way down to the input pixels."
     params = (precision_param("float64"),)
+    signed = True  # pixel relevance: positive for the target, negative against it
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         return lrp_capture(model, x, target, grads=False, to_pixels=True, precision=params["precision"])

@@ -3,9 +3,10 @@
 A map is drawn in two steps: :func:`scale_map` turns the raw values into colour positions in [0, 1] with one of
 the :data:`SCALES` (``minmax``; ``positive``: negatives to 0, divided by the maximum; ``absolute``: ``|v|`` divided
 by its maximum; ``symmetric``: divided by the largest ``|v|``, so 0 sits at 0.5, the centre colour of a diverging
-map), optionally clipping outliers at a percentile of ``|v|`` (captum's ``outlier_perc``); :func:`colorize` looks
-the positions up in a colour table. Every picture of a map (overlay, colour strip, raw patch grid, downloads, the
-command line's PNG) goes through these two functions, so they all agree.
+map), optionally clipping outliers: the largest ``|v|`` holding ``clip`` % of the total get the end colour
+(captum's ``outlier_perc``); :func:`colorize` looks the positions up in a colour table. Every picture of a map
+(overlay, colour strip, raw patch grid, downloads, the command line's PNG) goes through these two functions, so
+they all agree.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def check_scale(scale: str) -> str:
 
 
 def check_clip(clip) -> float:
-    """The outlier clip: a percentage of the values, in [0, 50)."""
+    """The outlier clip: the share (in %, [0, 50)) of the total |relevance| held by the values drawn with the end
+    colour."""
     try:
         c = float(clip)
     except (TypeError, ValueError):
@@ -86,11 +88,16 @@ def transform(values: np.ndarray, scale: str) -> np.ndarray:
 
 
 def _threshold(v: np.ndarray, clip: float) -> float:
-    """The largest |v|, or its (100 - clip)-th percentile (captum's outlier_perc); the maximum if that is 0."""
-    mag = np.abs(v)
+    """The largest |v|; with a clip, captum's ``outlier_perc`` threshold: the smallest |v| at which the sorted
+    |values| reach (100 - clip) % of their total (the values above it hold ``clip`` % of the mass and are drawn
+    with the end colour). The maximum if that threshold is 0."""
+    mag = np.abs(v).ravel()
     top = float(mag.max()) if mag.size else 0.0
     if clip > 0 and top > 0:
-        t = float(np.percentile(mag, 100.0 - clip))
+        ordered = np.sort(mag)
+        cum = np.cumsum(ordered)
+        i = int(np.searchsorted(cum, cum[-1] * 0.01 * (100.0 - clip)))
+        t = float(ordered[min(i, ordered.size - 1)])
         return t if t > 0 else top
     return top
 

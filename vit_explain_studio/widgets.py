@@ -130,8 +130,8 @@ def display_controls(key_prefix: str = "view", signed: bool = False) -> tuple[di
                                  f"**{k}**: {v}" for k, v in viz.SCALE_HELP.items()))
     clip = (c2 if signed else st).slider(
         "Clip outliers (%)", 0.0, 10.0, 0.0, 0.5, key=f"{key_prefix}.clip", persist_state="session",
-        help="The top share of |values| gets the end colour, so a few extreme pixels do not wash out the rest "
-             "(captum's outlier_perc).")
+        help="The largest |values|, holding this share of the total, get the end colour, so a few extreme pixels "
+             "do not wash out the rest (captum's outlier_perc).")
     diverging = scale == "symmetric"
     options = list(viz.DIVERGING + viz.SEQUENTIAL if diverging else viz.SEQUENTIAL + viz.DIVERGING)
     c1, c2 = st.columns(2)

@@ -140,8 +140,9 @@ def test_metrics_do_not_depend_on_the_drawing(deit_tiny, cat_image):
 
 
 def test_command_line_writes_a_signed_png(tmp_path, capsys):
-    from explainers.cli import main
     from conftest import SAMPLES, WEIGHTS
+
+    from explainers.cli import main
 
     out = tmp_path / "attnlrp.png"
     rc = main(["explain", "--model", "deit_tiny_patch16_224", "--weights", str(WEIGHTS), "--device", "cpu",

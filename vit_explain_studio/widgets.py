@@ -125,7 +125,8 @@ def display_controls(key_prefix: str = "view", signed: bool = False) -> tuple[di
     scale = viz.default_scale(signed)
     c1, c2 = st.columns(2)
     if signed:
-        scale = c1.selectbox("Scaling", list(viz.SCALES), key=f"{key_prefix}.scale", persist_state="session",
+        scale = c1.selectbox("Scaling", list(viz.SCALES), index=viz.SCALES.index(scale), key=f"{key_prefix}.scale",
+                             persist_state="session",
                              help="How the signed map becomes colours:  \n" + "  \n".join(
                                  f"**{k}**: {v}" for k, v in viz.SCALE_HELP.items()))
     clip = (c2 if signed else st).slider(

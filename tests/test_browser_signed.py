@@ -45,65 +45,71 @@ def _red_and_blue(path) -> tuple[int, int]:
     return int(((r > 170) & (g < 90) & (b < 90)).sum()), int(((b > 170) & (r < 90) & (g < 110)).sum())
 
 
-def _both_widths(page, name: str, strip) -> list:
-    """Screenshots at 1440 and 390 pixels wide (the overlay and its strip in view); returns the paths."""
-    paths = []
-    for label, size in (("1440", DESKTOP), ("390", PHONE)):
-        page.set_viewport_size(size)
-        wait_idle(page, WAIT_MS)
-        page.wait_for_timeout(800)  # the layout settles after the resize
-        if label == "390":
-            strip.scroll_into_view_if_needed()
-        path = OUT / f"signed-{name}-{label}.png"
-        page.screenshot(path=str(path))
-        paths.append(path)
-    page.set_viewport_size(DESKTOP)
-    return paths
+def _shot(page, name: str, strip=None) -> str:
+    """A screenshot of the viewport (on a phone, scrolled to the colour strip); returns its path."""
+    wait_idle(page, WAIT_MS)
+    page.wait_for_timeout(800)  # the layout settles
+    if strip is not None:
+        strip.scroll_into_view_if_needed()
+    path = OUT / f"signed-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def _attnlrp(browser, server, viewport):
+    """A new session on the LRP page with AttnLRP chosen; returns (page, main, the colour strip)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport=viewport)
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(server + "/chefer", timeout=60_000)
+    main = page.locator("[data-testid=stMain]")
+    expect(main.get_by_role("heading", name="Transformer attribution (LRP)")).to_be_visible(timeout=WAIT_MS)
+    expect(main.locator("[data-testid=stImage] img").first).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
+    main.get_by_text("AttnLRP", exact=True).click()
+    strip = main.locator("[data-testid=stImage]", has_text="against · white = 0").first
+    expect(strip).to_be_visible(timeout=WAIT_MS)
+    expect(main.get_by_text("Signed map:", exact=False)).to_be_visible(timeout=WAIT_MS)
+    return page, main, strip
 
 
 def test_attnlrp_and_a_contrast_drawn_signed(server, browser):
     from playwright.sync_api import expect
 
-    page = browser.new_page(viewport=DESKTOP)
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server + "/chefer", timeout=60_000)
-    main = page.locator("[data-testid=stMain]")
-    sidebar = page.locator("[data-testid=stSidebar]")
-    expect(main.get_by_role("heading", name="Transformer attribution (LRP)")).to_be_visible(timeout=WAIT_MS)
-    expect(main.locator("[data-testid=stImage] img").first).to_be_visible(timeout=WAIT_MS)
-    wait_idle(page, WAIT_MS)
-    main.get_by_text("Compute curves").click()  # the curves are not what this test looks at
-    wait_idle(page, WAIT_MS)
-
-    # AttnLRP: symmetric, bwr, a labelled strip and the sentence on red and blue
-    main.get_by_text("AttnLRP", exact=True).click()
-    strip = main.locator("[data-testid=stImage]", has_text="against · white = 0").first
-    expect(strip).to_be_visible(timeout=WAIT_MS)
-    expect(main.get_by_text("Signed map:", exact=False)).to_be_visible(timeout=WAIT_MS)
-    expect(main.locator("[data-testid=stSelectbox]", has_text="Scaling")).to_contain_text("symmetric")
-    wait_idle(page, WAIT_MS)
-    for path in _both_widths(page, "attnlrp", strip):
-        red, _ = _red_and_blue(path)
-        assert red > 200, (path, red)
+    # desktop: AttnLRP drawn symmetric with bwr, its strip labelled, the sentence on red and blue
+    page, main, strip = _attnlrp(browser, server, DESKTOP)
+    expect(main.get_by_role("combobox", name="Scaling")).to_have_value("symmetric")
+    expect(main.get_by_role("combobox", name="Colour map")).to_have_value("bwr")
+    red, _ = _red_and_blue(_shot(page, "attnlrp-1440"))
+    assert red > 200, red
 
     # the contrast "bull mastiff rather than tiger cat": both animals at once, in two colours
-    sidebar.locator("[data-testid=stSelectbox]").first.click()
+    sidebar = page.locator("[data-testid=stSidebar]")
+    sidebar.get_by_role("combobox", name="Explain").click()
     page.get_by_role("option", name="Contrast: A rather than B").click()
     wait_idle(page, WAIT_MS)
-    second = sidebar.locator("[data-testid=stSelectbox]", has_text="rather than (B)")
+    second = sidebar.get_by_role("combobox", name="…rather than (B)")
     expect(second).to_be_visible(timeout=WAIT_MS)
     second.click()
     page.keyboard.type("tiger cat")
     page.get_by_role("option", name=re.compile(r"^282 · tiger cat")).click()
-    expect(main.get_by_text("rather than tiger cat", exact=False).first).to_be_visible(timeout=WAIT_MS)
     sentence = main.get_by_text("Signed map:", exact=False)
     expect(sentence).to_contain_text("tiger cat rather than bull mastiff", timeout=WAIT_MS)
-    wait_idle(page, WAIT_MS)
     strip = main.locator("[data-testid=stImage]", has_text="against · white = 0").first
-    for path in _both_widths(page, "contrast", strip):
-        red, blue = _red_and_blue(path)
-        assert red > 200 and blue > 200, (path, red, blue)
+    red, blue = _red_and_blue(_shot(page, "contrast-1440"))
+    assert red > 200 and blue > 200, (red, blue)
+    page.set_viewport_size(PHONE)  # the same session on a phone: the overlay, then its strip in view
+    red, blue = _red_and_blue(_shot(page, "contrast-390", strip))
+    assert red > 100 and blue > 100, (red, blue)
     assert main.locator("[data-testid=stException]").count() == 0
-    assert not errors, errors
+    assert not page.errors, page.errors
+    page.close()
+
+    # a phone from the start: AttnLRP for the predicted class
+    page, main, strip = _attnlrp(browser, server, PHONE)
+    red, _ = _red_and_blue(_shot(page, "attnlrp-390", strip))
+    assert red > 100, red
+    assert not page.errors, page.errors
     page.close()

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 import explainers
 from explainers import viz
 
-STRIP_W, STRIP_H, TEXT_H = 640, 18, 26
+STRIP_W, STRIP_H, TEXT_H = 420, 14, 24
 INK = (49, 51, 63)
 
 
@@ -56,7 +56,7 @@ def _font(size: int):
 def _strip(cmap: str, left: str, centre: str, right: str) -> np.ndarray:
     img = Image.new("RGB", (STRIP_W, STRIP_H + TEXT_H), "white")
     img.paste(Image.fromarray(np.repeat(viz.colorize(np.linspace(0, 1, STRIP_W)[None, :], cmap), STRIP_H, 0)))
-    draw, font, y = ImageDraw.Draw(img), _font(17), STRIP_H + 3
+    draw, font, y = ImageDraw.Draw(img), _font(16), STRIP_H + 3
     draw.text((2, y), left, fill=INK, font=font)
     draw.text((STRIP_W // 2, y), centre, fill=INK, font=font, anchor="ma")
     draw.text((STRIP_W - 2, y), right, fill=INK, font=font, anchor="ra")

@@ -123,13 +123,12 @@ def display_controls(key_prefix: str = "view", signed: bool = False) -> tuple[di
     map (its default follows the scaling: bwr for symmetric, jet otherwise) and the opacity.
     Returns ({"scale", "clip", "cmap"} for :meth:`explainers.Explanation.with_display`, opacity)."""
     scale = viz.default_scale(signed)
-    c1, c2 = st.columns(2)
     if signed:
-        scale = c1.selectbox("Scaling", list(viz.SCALES), index=viz.SCALES.index(scale), key=f"{key_prefix}.scale",
+        scale = st.selectbox("Scaling", list(viz.SCALES), index=viz.SCALES.index(scale), key=f"{key_prefix}.scale",
                              persist_state="session",
                              help="How the signed map becomes colours:  \n" + "  \n".join(
                                  f"**{k}**: {v}" for k, v in viz.SCALE_HELP.items()))
-    clip = (c2 if signed else st).slider(
+    clip = st.slider(
         "Clip outliers (%)", 0.0, 10.0, 0.0, 0.5, key=f"{key_prefix}.clip", persist_state="session",
         help="The largest |values|, holding this share of the total, get the end colour, so a few extreme pixels "
              "do not wash out the rest (captum's outlier_perc).")

@@ -72,7 +72,23 @@ def _attnlrp(browser, server, viewport):
     strip = main.locator("[data-testid=stImage]", has_text="against · white = 0").first
     expect(strip).to_be_visible(timeout=WAIT_MS)
     expect(main.get_by_text("Signed map:", exact=False)).to_be_visible(timeout=WAIT_MS)
+    wait_idle(page, WAIT_MS)
     return page, main, strip
+
+
+def _choose(page, box, typed: str, option) -> None:
+    """Pick an option of a selectbox: type to filter the list, then click the option."""
+    box.scroll_into_view_if_needed()
+    box.click()
+    page.keyboard.type(typed)
+    choice = page.get_by_role("option").filter(has_text=option).first
+    try:
+        choice.wait_for(timeout=15_000)
+    except Exception:  # noqa: BLE001 - the list did not open (a rerun redrew the box): once more
+        page.screenshot(path=str(OUT / "signed-debug-choose.png"))
+        box.click()
+        page.keyboard.type(typed)
+    choice.click()
 
 
 def test_attnlrp_and_a_contrast_drawn_signed(server, browser):
@@ -81,20 +97,17 @@ def test_attnlrp_and_a_contrast_drawn_signed(server, browser):
     # desktop: AttnLRP drawn symmetric with bwr, its strip labelled, the sentence on red and blue
     page, main, strip = _attnlrp(browser, server, DESKTOP)
     expect(main.get_by_role("combobox", name="Scaling")).to_have_value("symmetric")
-    expect(main.get_by_role("combobox", name="Colour map")).to_have_value("bwr")
+    expect(main.get_by_role("combobox", name="Colour map").first).to_have_value("bwr")
     red, _ = _red_and_blue(_shot(page, "attnlrp-1440"))
     assert red > 200, red
 
     # the contrast "bull mastiff rather than tiger cat": both animals at once, in two colours
     sidebar = page.locator("[data-testid=stSidebar]")
-    sidebar.get_by_role("combobox", name="Explain").click()
-    page.get_by_role("option", name="Contrast: A rather than B").click()
+    _choose(page, sidebar.get_by_role("combobox", name="Explain"), "Contrast", "Contrast: A rather than B")
     wait_idle(page, WAIT_MS)
     second = sidebar.get_by_role("combobox", name="…rather than (B)")
     expect(second).to_be_visible(timeout=WAIT_MS)
-    second.click()
-    page.keyboard.type("tiger cat")
-    page.get_by_role("option", name=re.compile(r"^282 · tiger cat")).click()
+    _choose(page, second, "tiger cat", re.compile(r"^282 · tiger cat"))
     sentence = main.get_by_text("Signed map:", exact=False)
     expect(sentence).to_contain_text("tiger cat rather than bull mastiff", timeout=WAIT_MS)
     strip = main.locator("[data-testid=stImage]", has_text="against · white = 0").first

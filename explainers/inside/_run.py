@@ -122,9 +122,13 @@ def token_outputs(model, tokens: torch.Tensor, cols=None, positions: torch.Tenso
 
 
 def num_registers(model) -> int:
-    """Register tokens among the prefix tokens (timm ``num_reg_tokens``, HF ``config.num_register_tokens``)."""
+    """Register tokens among the prefix tokens (timm ``num_reg_tokens`` or ``reg_token``, HF
+    ``config.num_register_tokens``)."""
     m = model.module
     n = getattr(m, "num_reg_tokens", None)
+    reg = getattr(m, "reg_token", None)
+    if n is None and isinstance(reg, torch.Tensor):  # timm Eva: only the parameter (1, R, D)
+        n = reg.shape[1]
     if n is None:
         cfg = getattr(m, "config", None)
         n = getattr(getattr(cfg, "vision_config", cfg), "num_register_tokens", 0) if cfg is not None else 0

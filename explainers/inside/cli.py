@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["add_cli", "write_csv", "strip_png", "grid_png", "norms_png"]
+__all__ = ["add_cli", "write_csv", "strip_png", "grid_png", "norms_png", "norms_overlay"]
 
 TILE = 112  # pixels per layer tile in the lens strip
 
@@ -54,7 +54,11 @@ def grid_png(scores: np.ndarray, path: Path, cell: int = 24) -> None:
 
 
 def norms_png(norms: np.ndarray, outliers: np.ndarray, image: Image.Image, path: Path, size: int = 448) -> None:
-    """(gh, gw) norms over the image, the high-norm patches outlined in white."""
+    norms_overlay(norms, outliers, image, size).save(path)
+
+
+def norms_overlay(norms: np.ndarray, outliers: np.ndarray, image: Image.Image, size: int = 448) -> Image.Image:
+    """(gh, gw) norms over the image (inferno), the high-norm patches outlined in white."""
     from ..viz import overlay
 
     gh, gw = norms.shape
@@ -65,7 +69,7 @@ def norms_png(norms: np.ndarray, outliers: np.ndarray, image: Image.Image, path:
     ch, cw = size / gh, size / gw
     for r, c in zip(*np.nonzero(outliers)):
         draw.rectangle([c * cw, r * ch, (c + 1) * cw - 1, (r + 1) * ch - 1], outline="white", width=2)
-    out.save(path)
+    return out
 
 
 def _setup(args):

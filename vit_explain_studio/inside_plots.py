@@ -54,7 +54,7 @@ def head_grid(r: HeadResult, selected: tuple[int, int] | None) -> go.Figure:
         fig.add_shape(type="rect", x0=head + 0.5, x1=head + 1.5, y0=layer + 0.5, y1=layer + 1.5,
                       line=dict(color="black", width=3))
     fig.update_xaxes(title="head", dtick=1 if H <= 16 else None, range=[0.5, H + 0.5])
-    fig.update_yaxes(title="block", autorange="reversed", dtick=1 if L <= 24 else None)
+    fig.update_yaxes(title="block", range=[L + 0.5, 0.5], dtick=1 if L <= 24 else None)
     fig.update_layout(title=dict(text=f"Score drop with one head removed ({r.ablation} ablation)", font=dict(size=14)),
                       clickmode="event+select", dragmode=False)
     return plots._compact(fig, 80 + 26 * L)

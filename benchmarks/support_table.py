@@ -66,7 +66,7 @@ def inside(m, x) -> str:
     heads = explainers.head_importance(m, x, target)
     ok = np.isfinite(heads.scores).all() and np.isfinite(heads.layer_scores).all()
     norms = explainers.token_norms(m, x)
-    regs = f"; {norms.num_registers} registers" if norms.num_registers else ""
+    regs = f"; {norms.num_registers} register{'s' if norms.num_registers > 1 else ''}" if norms.num_registers else ""
     return (f"last block = output ({err:.0e}) | {'yes' if ok else 'NOT FINITE'}, {m.num_layers}x{m.num_heads}, "
             f"{heads.forward_passes:.0f} forwards | yes{regs}")
 

@@ -54,7 +54,13 @@ def _tile(shown: Image.Image, m: np.ndarray, lo: float, hi: float, cmap: str) ->
 
 
 def _score_name(ctx: Context, r) -> str:
-    return "probability" if r.target >= 0 else "score"
+    """What the pooled score is: a class probability, a difference of two, or the target's own score."""
+    from explainers.targets import ClassLogit, Contrast
+
+    t = ctx.target
+    if t is None or isinstance(t, (int, np.integer, ClassLogit)):
+        return "probability"
+    return "probability difference" if isinstance(t, Contrast) else "score"
 
 
 def lens_view(ctx: Context) -> None:

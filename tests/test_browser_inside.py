@@ -46,12 +46,21 @@ def _open(browser, server, viewport):
     return page, main
 
 
+CHARTS = {"Logit lens": "Logit lens:", "Head importance": "one head removed", "Artefact tokens": "Token norms after"}
+
+
 def _view(page, main, label: str, ready: str):
+    """Switch the view; wait for its text and chart, for the other views' charts to be gone, and for the images."""
     from playwright.sync_api import expect
 
     main.locator("[data-testid=stButtonGroup]").get_by_text(label, exact=True).click()
     expect(main.get_by_text(ready, exact=False).first).to_be_visible(timeout=WAIT_MS)
+    expect(main.locator(".js-plotly-plot", has_text=CHARTS[label]).first).to_be_visible(timeout=WAIT_MS)
+    for other, title in CHARTS.items():
+        if other != label:
+            expect(main.locator(".js-plotly-plot", has_text=title)).to_have_count(0, timeout=WAIT_MS)
     wait_idle(page, WAIT_MS)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=60_000)
 
 
 def _clean(page, main):

@@ -114,8 +114,14 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def program_name(argv0: str | None = None) -> str:
+    """``vit-explain`` when run as the installed console script, else ``python -m explainers``."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return "vit-explain" if name.startswith("vit-explain") else "python -m explainers"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m explainers", description="Explain ViT image classifiers.")
+    ap = argparse.ArgumentParser(prog=program_name(), description="Explain ViT image classifiers.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list the methods and their parameters")

@@ -6,6 +6,7 @@ ignored)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -49,7 +50,9 @@ def installed(tmp_path_factory):
     (wheel,) = (tmp / "dist").glob("vit_explain_studio-*.whl")
 
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], cwd=tmp)
+    # no pip or setuptools of its own (they would shadow newer ones torch needs): the test environment's pip,
+    # seen through the .pth file, installs into this environment (its sys.prefix)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp)
     py = venv / "bin" / "python"
     purelib = _run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).stdout
     (Path(purelib.strip()) / "dev_site_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -80,7 +83,7 @@ def test_vit_explain_command(installed):
     assert sample.is_file() and sample.is_relative_to(venv)  # the sample photos ship inside the package
     r = _run([str(venv / "bin" / "vit-explain"), "explain", "--model", "deit_tiny_patch16_224", "--weights",
               str(WEIGHTS), "--image", str(sample), "--out", "heat.png"], work, env=env)
-    assert '"label": "tiger cat"' in r.stdout or '"label": "tabby' in r.stdout, r.stdout[:500]
+    assert json.loads(r.stdout)["target"] in range(281, 286), r.stdout[:300]  # a domestic cat (ImageNet 281-285)
     assert (work / "heat.png").stat().st_size > 1000
 
 

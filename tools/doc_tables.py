@@ -129,5 +129,13 @@ def on_page_markdown(markdown, page=None, config=None, files=None):  # MkDocs ho
     return expand(markdown)
 
 
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):(?=<code>)")
+
+
+def on_page_content(html, page=None, config=None, files=None):  # MkDocs hook
+    """The docstrings' Sphinx roles (``:func:`explain```) shown as plain code in the API reference."""
+    return SPHINX_ROLE.sub("", html)
+
+
 if __name__ == "__main__":
     print(render(*sys.argv[1:3]))

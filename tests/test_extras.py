@@ -122,3 +122,15 @@ print("LOADED:", json.dumps(sorted(m for m in {NOT_CORE!r} if sys.modules.get(m)
     assert 'MISSING: open_clip:ViT-B-16 (an open_clip model) needs the optional package open_clip' in r.stdout
     assert 'pip install "vit-explain-studio[clip]"' in r.stdout
     assert r.stdout.strip().splitlines()[-1] == "LOADED: []"
+
+
+def test_app_command_names_the_app_extra(monkeypatch, capsys):
+    from vit_explain_studio import launch
+
+    monkeypatch.setitem(sys.modules, "streamlit", None)
+    monkeypatch.delitem(sys.modules, "streamlit.web", raising=False)
+    monkeypatch.delitem(sys.modules, "streamlit.web.cli", raising=False)
+    assert launch.main(["--server.port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert 'vit-explain-studio (the app) needs the optional package streamlit' in err
+    assert 'pip install "vit-explain-studio[app]"' in err

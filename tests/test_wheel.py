@@ -81,6 +81,10 @@ def test_vit_explain_command(installed):
                    "vit_explain_studio.__file__).parent / 'assets' / 'samples' / 'chelsea.png')"], work, env=env)
     sample = Path(sample.stdout.strip())
     assert sample.is_file() and sample.is_relative_to(venv)  # the sample photos ship inside the package
+    pages = _run([str(venv / "bin" / "python"), "-c", "from vit_explain_studio import settings as s; keys = ["
+                  "p.key for p in s.EXPLAINER_PAGES] + ['home', 'compare', 'evaluate', 'attention_browser', 'sanity'];"
+                  " print(all(s.page(k).is_file() for k in keys), s.page('home'))"], work, env=env).stdout.split()
+    assert pages[0] == "True" and Path(pages[1]).is_relative_to(venv)  # and so do the page scripts
     r = _run([str(venv / "bin" / "vit-explain"), "explain", "--model", "deit_tiny_patch16_224", "--weights",
               str(WEIGHTS), "--image", str(sample), "--out", "heat.png"], work, env=env)
     assert json.loads(r.stdout)["target"] in range(281, 286), r.stdout[:300]  # a domestic cat (ImageNet 281-285)

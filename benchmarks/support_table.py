@@ -1,11 +1,11 @@
-"""Writes the README's model-family support table from real runs on the test models (tests/model_zoo.py):
+"""Writes the model-family support table of docs/models.md from real runs on the test models (tests/model_zoo.py):
 loads, traced outputs equal the model's own forward (native size, and another size where the family allows it),
 the methods that give a finite non-constant map, the pooling the methods read, and the inside views (logit lens: its
 last block equals the model's own score; head importance: every (layer, head) finite, in forward passes; token
 norms, with the registers counted).
 
     python benchmarks/support_table.py            # prints the table
-    python benchmarks/support_table.py --write    # and replaces the table in README.md
+    python benchmarks/support_table.py --write    # and replaces the table in docs/models.md
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def inside(m, x) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help="replace the table in README.md")
+    ap.add_argument("--write", action="store_true", help="replace the table in docs/models.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -86,10 +86,10 @@ def main() -> None:
     table = "\n".join(lines)
     print(f"\n{len(FAMILIES)} families in {time.perf_counter() - t0:.0f} s")
     if args.write:
-        readme = ROOT / "README.md"
+        readme = ROOT / "docs" / "models.md"
         parts = readme.read_text().split(MARK)
         if len(parts) != 3:
-            raise SystemExit(f"README.md needs the table between two {MARK} lines")
+            raise SystemExit(f"docs/models.md needs the table between two {MARK} lines")
         readme.write_text(parts[0] + MARK + "\n" + table + "\n" + MARK + parts[2])
 
 

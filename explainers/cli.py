@@ -113,6 +113,12 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def program_name(argv0: str | None = None) -> str:
+    """``vit-explain`` when run as the installed console script, else ``python -m explainers``."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return "vit-explain" if name.startswith("vit-explain") else "python -m explainers"
+
+
 def add_model_args(p) -> None:
     """--model, --weights, --device, --image, --num-classes, --img-size (every subcommand explaining one image)."""
     p.add_argument("--model", required=True, help="timm name, Hugging Face id or local HF folder")
@@ -148,7 +154,7 @@ def load_cli_model(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m explainers", description="Explain ViT image classifiers.")
+    ap = argparse.ArgumentParser(prog=program_name(), description="Explain ViT image classifiers.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list the methods and their parameters")

@@ -15,9 +15,9 @@ import json
 import math
 import os
 import site
-import sys
 from pathlib import Path
 
+from .._extras import require
 from ..errors import ExplainerError, InvalidParameterError, ModelLoadError
 from ..run_folder import differences
 from .core import evaluate_item, read_image_bytes
@@ -108,10 +108,7 @@ class RayWorkers:
     def __init__(self, model: str, weights=None, *, address: str = "local", workers: int | None = None,
                  cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0, device: str = "auto",
                  retries: int = 3, in_flight: int = 2):
-        try:
-            import ray
-        except ImportError as e:
-            raise InvalidParameterError(f"--ray needs the ray package: {sys.executable} -m pip install ray") from e
+        ray = require("ray", "--ray (distributed evaluation)")
 
         if not cpus_per_worker > 0 or gpus_per_worker < 0:
             raise InvalidParameterError("--cpus-per-worker must be > 0 and --gpus-per-worker >= 0")

@@ -18,11 +18,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 1000 user
 WORKDIR /home/user/app
 
+# The runtime only (requirements.txt = the core library + the app and clip extras; no test tools), in its own layer
+# so that a code change does not reinstall torch.
 COPY requirements.txt .
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install torch torchvision --index-url "$TORCH_INDEX_URL"; fi \
     && pip install -r requirements.txt
 
+# The package itself (its dependencies are already there): the library, the `vit-explain` and `vit-explain-studio`
+# commands, and the app with its pages and sample photos inside the package.
 COPY --chown=user:user . .
+RUN pip install --no-deps . && rm -rf build *.egg-info
 USER user
 ENV HOME=/home/user \
     HF_HOME=/home/user/.cache/huggingface \
@@ -37,4 +42,4 @@ EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=90s --retries=3 \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).status != 200)"
 
-CMD ["streamlit", "run", "app.py", "--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"]
+CMD ["vit-explain-studio", "--server.port=8501", "--server.address=0.0.0.0", "--server.headless=true"]

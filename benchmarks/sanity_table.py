@@ -1,4 +1,4 @@
-"""The README's sanity-check table, from the ``sanity.csv`` files of ``python -m explainers sanity`` runs.
+"""The sanity-check table of docs/sanity-checks.md, from the ``sanity.csv`` files of ``vit-explain sanity`` runs.
 
 Each ``--model NAME=DIR[,DIR...]`` names a model and the output folders of its runs (several folders: runs over
 disjoint sets of images, e.g. run in parallel; an image seen twice counts once). Per method and model: the mean

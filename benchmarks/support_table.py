@@ -1,9 +1,11 @@
-"""Writes the README's model-family support table from real runs on the test models (tests/model_zoo.py):
+"""Writes the model-family support table of docs/models.md from real runs on the test models (tests/model_zoo.py):
 loads, traced outputs equal the model's own forward (native size, and another size where the family allows it),
-the methods that give a finite non-constant map, and the pooling the methods read.
+the methods that give a finite non-constant map, the pooling the methods read, and the inside views (logit lens: its
+last block equals the model's own score; head importance: every (layer, head) finite, in forward passes; token
+norms, with the registers counted).
 
     python benchmarks/support_table.py            # prints the table
-    python benchmarks/support_table.py --write    # and replaces the table in README.md
+    python benchmarks/support_table.py --write    # and replaces the table in docs/models.md
 """
 
 from __future__ import annotations
@@ -50,27 +52,44 @@ def row(name: str) -> str:
             refused.append(method)
     runs = f"{ok}/{len(explainers.METHODS)}" + (f" (refused: {', '.join(refused)})" if refused else "")
     target_kind = "class" if m.num_classes else "similarity (no classes)"
-    return f"| {DESCRIPTIONS[name]} | yes | {sizes} | {runs} | {m.pooling.kind} | {target_kind} |"
+    return f"| {DESCRIPTIONS[name]} | yes | {sizes} | {runs} | {m.pooling.kind} | {target_kind} | {inside(m, x)} |"
+
+
+def inside(m, x) -> str:
+    """The three inside-the-model columns for one model."""
+    target = None if m.num_classes else Similarity(reference=m.outputs(x).embedding[0].detach().flip(0))
+    lens = explainers.logit_lens(m, x, target)
+    with torch.inference_mode():
+        out = m.outputs(x)
+        own = float(explainers.targets.bind(m, target, out, x).score(out)[0])
+    err = abs(float(lens.pooled[-1]) - own) / max(abs(own), 1e-6)
+    heads = explainers.head_importance(m, x, target)
+    ok = np.isfinite(heads.scores).all() and np.isfinite(heads.layer_scores).all()
+    norms = explainers.token_norms(m, x)
+    regs = f"; {norms.num_registers} register{'s' if norms.num_registers > 1 else ''}" if norms.num_registers else ""
+    return (f"last block = output ({err:.0e}) | {'yes' if ok else 'NOT FINITE'}, {m.num_layers}x{m.num_heads}, "
+            f"{heads.forward_passes:.0f} forwards | yes{regs}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--write", action="store_true", help="replace the table in README.md")
+    ap.add_argument("--write", action="store_true", help="replace the table in docs/models.md")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     lines = ["| family | loads | traced vs own forward (max relative difference) | methods that run | pooling | "
-             "default target |", "|---|---|---|---|---|---|"]
+             "default target | logit lens | head importance | artefact tokens |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in FAMILIES:
         lines.append(row(name))
         print(lines[-1], flush=True)
     table = "\n".join(lines)
     print(f"\n{len(FAMILIES)} families in {time.perf_counter() - t0:.0f} s")
     if args.write:
-        readme = ROOT / "README.md"
+        readme = ROOT / "docs" / "models.md"
         parts = readme.read_text().split(MARK)
         if len(parts) != 3:
-            raise SystemExit(f"README.md needs the table between two {MARK} lines")
+            raise SystemExit(f"docs/models.md needs the table between two {MARK} lines")
         readme.write_text(parts[0] + MARK + "\n" + table + "\n" + MARK + parts[2])
 
 

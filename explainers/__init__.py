@@ -18,6 +18,7 @@ from .errors import (
     WeightsUnavailableError,
 )
 from .images import load_image
+from .inside import head_importance, logit_lens, token_norms
 from .models import ViTModel, load_model
 from .registry import METHODS, Capture, Method, Param, register
 
@@ -26,5 +27,6 @@ __version__ = "0.1.0"
 __all__ = [
     "METHODS", "Cancelled", "Capture", "Explanation", "ExplainerError", "ImageError", "InvalidParameterError",
     "Method", "ModelLoadError", "Param", "UnsupportedModelError", "ViTModel", "WeightsUnavailableError",
-    "capture", "explain", "load_image", "load_model", "register", "render",
+    "capture", "explain", "head_importance", "load_image", "load_model", "logit_lens", "register", "render",
+    "token_norms",
 ]

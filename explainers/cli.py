@@ -1,4 +1,4 @@
-"""Command line: ``python -m explainers explain|list|evaluate ...``."""
+"""Command line: ``python -m explainers explain|list|evaluate|sanity|lens|heads|norms ...``."""
 
 from __future__ import annotations
 
@@ -95,10 +95,9 @@ def cli_target(model, args):
 
 
 def cmd_explain(args) -> int:
-    from . import explain, load_image, load_model
+    from . import explain, load_image
 
-    model = load_model(args.model, weights=args.weights, device=args.device, num_classes=args.num_classes,
-                       img_size=_size(args.img_size))
+    model = load_cli_model(args)
     image = load_image(args.image)
     exp = explain(model, image, method=args.method, target=cli_target(model, args), **_parse_params(args.param))
     exp = exp.with_display(args.scale, args.clip, args.cmap)
@@ -116,23 +115,25 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m explainers", description="Explain ViT image classifiers.")
-    sub = ap.add_subparsers(dest="command", required=True)
+def program_name(argv0: str | None = None) -> str:
+    """``vit-explain`` when run as the installed console script, else ``python -m explainers``."""
+    name = Path(sys.argv[0] if argv0 is None else argv0).name
+    return "vit-explain" if name.startswith("vit-explain") else "python -m explainers"
 
-    p = sub.add_parser("list", help="list the methods and their parameters")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("explain", help="explain one image")
+def add_model_args(p) -> None:
+    """--model, --weights, --device, --image, --num-classes, --img-size (every subcommand explaining one image)."""
     p.add_argument("--model", required=True, help="timm name, Hugging Face id or local HF folder")
     p.add_argument("--weights", default=None, help="local weights file/folder (offline use)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--method", default="attention_rollout")
     p.add_argument("--image", required=True)
     p.add_argument("--num-classes", type=int, default=None,
                    help="a new classifier of N classes (0: no classifier, explain a similarity target)")
     p.add_argument("--img-size", default=None, help="build the model for this input size: N or H,W (timm models)")
+
+
+def add_target_args(p) -> None:
+    """The target options read by :func:`cli_target`."""
     p.add_argument("--target", type=int, default=None, help="class index (default: the predicted class)")
     p.add_argument("--prob", action="store_true", help="explain the class probability instead of its logit")
     p.add_argument("--contrast", type=int, default=None, metavar="B",
@@ -145,6 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
     from .text_cli import add_cli_options
 
     add_cli_options(p)  # --text, --labels, --templates, --text-contrast, --text-prob
+
+
+def load_cli_model(args):
+    from . import load_model
+
+    return load_model(args.model, weights=args.weights, device=args.device, num_classes=args.num_classes,
+                      img_size=_size(args.img_size))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=program_name(), description="Explain ViT image classifiers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the methods and their parameters")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("explain", help="explain one image")
+    add_model_args(p)
+    p.add_argument("--method", default="attention_rollout")
+    add_target_args(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="method parameter")
     p.add_argument("--out", required=True, help="output PNG (heatmap overlaid on the model input)")
     p.add_argument("--no-overlay", action="store_true", help="write the bare colour-mapped heatmap")
@@ -169,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .sanity_run import add_cli as _add_sanity
 
     _add_sanity(sub)
+    from .inside.cli import add_cli as _add_inside
+
+    _add_inside(sub)  # lens, heads, norms
     return ap
 
 

@@ -27,3 +27,7 @@ class ImageError(ExplainerError, ValueError):
 
 class Cancelled(ExplainerError):
     """Raised (by a progress callback, or when it returns False) to stop a long explanation."""
+
+
+class MissingExtraError(ExplainerError, ImportError):
+    """A feature needs an optional package that is not installed; the message names the extra to install."""

@@ -20,7 +20,8 @@ from collections import OrderedDict
 
 import torch
 
-from .errors import InvalidParameterError, ModelLoadError
+from ._extras import available, missing_message, require
+from .errors import InvalidParameterError, MissingExtraError, ModelLoadError
 from .targets import Bound, Target
 
 __all__ = ["TEMPLATES", "imagenet_classnames", "resolve_templates", "TextTower", "text_tower", "text_embeddings",
@@ -32,9 +33,8 @@ CACHE_SIZE = 32  # prompt sets kept per model
 
 
 def _openai_templates() -> tuple[str, ...]:
-    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-
-    return tuple(t("{}") for t in OPENAI_IMAGENET_TEMPLATES)
+    meta = require("open_clip.zero_shot_metadata", "the 'imagenet' prompt templates (OpenAI's, shipped with open_clip)")
+    return tuple(t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES)
 
 
 TEMPLATES = {"none": ("{}",), "simple": ("a photo of a {}.",), "imagenet": None}  # imagenet: read from open_clip
@@ -42,9 +42,8 @@ TEMPLATES = {"none": ("{}",), "simple": ("a photo of a {}.",), "imagenet": None}
 
 def imagenet_classnames() -> list[str]:
     """The 1000 ImageNet class names as written for CLIP's zero-shot evaluation (OpenAI's curated list)."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-    return list(IMAGENET_CLASSNAMES)
+    meta = require("open_clip.zero_shot_metadata", "the CLIP ImageNet class names (shipped with open_clip)")
+    return list(meta.IMAGENET_CLASSNAMES)
 
 
 def resolve_templates(templates) -> tuple[str, ...]:
@@ -99,9 +98,9 @@ class TextTower:
 
     def _own_tokenizer(self, model):
         if self.library == "open_clip":
-            import open_clip
-
             from .models.open_clip_vit import split_name
+
+            open_clip = require("open_clip", f"the tokenizer of {model.name}")
 
             arch, _ = split_name(str(model.name))
             if arch in open_clip.list_models() or arch.startswith("hf-hub:"):
@@ -117,6 +116,8 @@ class TextTower:
         try:
             return AutoTokenizer.from_pretrained(source, local_files_only=local)
         except Exception as e:
+            if "sentencepiece" in str(e).lower() and not available("sentencepiece"):
+                raise MissingExtraError(missing_message("sentencepiece", f"the tokenizer of {model.name}")) from None
             raise ModelLoadError(
                 f"could not load the tokenizer of {model.name} ({type(e).__name__}: {str(e)[:160]}); it comes with "
                 "the model on the hub or in its folder (tokenizer.json / vocab files)") from None
@@ -258,6 +259,7 @@ def zero_shot_classifier(model, labels="imagenet", templates="simple"):
                                                                                    tower.logit_bias))
     clf.num_classes, clf.labels = len(names), names
     clf.name = f"{model.name} (zero-shot, {len(names)} labels)"
+    clf.zero_shot = {"labels": list(names), "templates": templates}  # part of a run folder's fingerprint
     return clf
 
 

@@ -101,7 +101,7 @@ def _hf_family(name):
     }[name]()
 
 
-# name -> (builder, pooling); DESCRIPTIONS: what each row stands for in the README's support table
+# name -> (builder, pooling); DESCRIPTIONS: what each row stands for in docs/models.md's support table
 FAMILIES = {
     "timm_deit": (lambda: _timm("deit_tiny_patch16_224", num_classes=10), "token"),
     "timm_deit_distilled": (lambda: _timm("deit_tiny_distilled_patch16_224", num_classes=10), "dist"),

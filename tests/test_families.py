@@ -229,11 +229,11 @@ def test_lrp_conserves_through_every_pooling_and_block_variant(fam):
     torch.testing.assert_close(got, total, atol=2e-3 * float(total.abs().max()), rtol=2e-3)
 
 
-def test_readme_support_table_has_every_family():
-    """The README's table is written by benchmarks/support_table.py from these same models."""
+def test_docs_support_table_has_every_family():
+    """The support table of docs/models.md is written by benchmarks/support_table.py from these same models."""
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
     block = readme.split("<!-- SUPPORT-TABLE -->")[1]
     for name, (_, pooling) in FAMILIES.items():
         row = next((line for line in block.splitlines() if line.startswith(f"| {DESCRIPTIONS[name]} |")), None)

@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 0
+    from explainers._extras import require
+    from explainers.errors import MissingExtraError
+
     try:
-        from streamlit.web import cli as streamlit_cli
-    except ModuleNotFoundError:
-        print("vit-explain-studio needs the app's dependencies: pip install \"vit-explain-studio[app]\"",
-              file=sys.stderr)
+        streamlit_cli = require("streamlit.web.cli", "vit-explain-studio (the app)")
+    except MissingExtraError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     sys.argv = ["streamlit", "run", str(SCRIPT), *config_options(), *args]
     return streamlit_cli.main()

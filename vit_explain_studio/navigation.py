@@ -32,6 +32,7 @@ def run() -> None:
     analysis = [st.Page(page("compare"), title="Compare", icon=":material/compare:"),
                 st.Page(page("evaluate"), title="Evaluate", icon=":material/analytics:"),
                 st.Page(page("attention_browser"), title="Attention browser", icon=":material/grid_on:"),
+                st.Page(page("inside"), title="Inside the model", icon=":material/neurology:"),
                 st.Page(page("sanity"), title="Sanity checks", icon=":material/rule:")]
     navigation = st.navigation({
         "Start": [st.Page(page("home"), title="Overview", icon=":material/home:", default=True)],

@@ -20,7 +20,7 @@ import streamlit as st
 import explainers
 from explainers import METHODS, metrics, viz
 
-from . import cache, compute, photo_view, plots, report, runs, settings, state, targets_ui, widgets
+from . import cache, compute, inside_view, photo_view, plots, report, runs, settings, state, targets_ui, widgets
 from .state import Context
 
 STEP_CHOICES = (5, 10, 20, 50)
@@ -209,6 +209,7 @@ def explainer_view(ctx: Context, names: list[str], key: str, with_curves: bool =
             st.error(f"{name_of(method)} failed: {e}")
             return
         overlay, side = show_result(ctx, exp, alpha, key, colour_bar)
+        inside_view.high_norm_toggle(ctx, exp, key)
         if exp.top5:  # a model without classes has no top-5
             side.plotly_chart(plots.top5(exp.top5, exp.target if class_specific(method) else None),
                               key=f"{key}.top5", width="stretch", config=CHART_CONFIG)

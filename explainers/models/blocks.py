@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from . import fast
 from .parts import BlockParts, Pooling, Probe
 
-__all__ = ["Context", "Outputs", "Trace", "block_traced", "block_fast", "pool_outputs"]
+__all__ = ["Context", "Outputs", "Trace", "block_traced", "block_fast", "block_ablated", "pool_outputs"]
 
 
 @dataclass
@@ -140,6 +140,21 @@ def block_fast(bp: BlockParts, x: torch.Tensor, ctx: Context, i: int) -> torch.T
     mask = bp.rel_bias.bias(ctx.grid, q.shape[-2]).to(q.dtype) if bp.rel_bias is not None else None
     o = _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=bp.scale))
     return _after_attention(bp, o, x, fused)
+
+
+def block_ablated(bp: BlockParts, x: torch.Tensor, ctx: Context, i: int, keep: torch.Tensor,
+                  mean: bool = False) -> torch.Tensor:
+    """:func:`block_fast` with heads removed: ``keep`` (B, heads) is 1 for a head kept and 0 for a head whose output
+    (its slice of the merged attention output, before the output projection) is zeroed, or with ``mean``
+    replaced by its mean over the tokens of the same image (mean ablation)."""
+    fused = fast.use_fused(x)
+    h = bp.norm1(x)
+    q, k, v = _qk(bp, h, ctx, i, None, fused)
+    mask = bp.rel_bias.bias(ctx.grid, q.shape[-2]).to(q.dtype) if bp.rel_bias is not None else None
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=bp.scale)  # (B, heads, N, d)
+    w = keep.to(o.dtype)[:, :, None, None]
+    o = o * w + (1 - w) * o.mean(2, keepdim=True) if mean else o * w
+    return _after_attention(bp, _merge(o), x, fused)
 
 
 def _after_attention(bp: BlockParts, o: torch.Tensor, x: torch.Tensor, fused: bool) -> torch.Tensor:

@@ -140,9 +140,10 @@ def split_name(name: str) -> tuple[str, str | None]:
 def load_open_clip(name: str, weights, device, limit: int | None = None):
     """Build an open_clip model by name (the whole CLIP: image and text towers) and wrap its image tower.
     limit: the operator's parameter limit, checked on the meta device before anything is built or downloaded."""
-    import open_clip
-
+    from .._extras import require
     from ..errors import WeightsUnavailableError
+
+    open_clip = require("open_clip", f"{name} (an open_clip model)")
     from .adapters import wrap
     from .guards import check_size, need_hub
 

@@ -53,7 +53,10 @@ def photos():
     return [Image.open(SAMPLES / n).convert("RGB") for n in PHOTOS]
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+SLOW = {"scorecam", "vit_cx", "rise", "gradmask", "tis", "similarity_graph", "occlusion"}  # many masked passes
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in METHODS])
 def test_declared_signedness_matches_the_maps(name, deit_tiny, photos):
     m = METHODS[name]
     shown = photos[:1] if name in ONE_PHOTO else photos

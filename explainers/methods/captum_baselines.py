@@ -141,11 +141,17 @@ class GuidedBackprop(Method):
     params = (CHANNELS,)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
+        from ..targets import Similarity, as_target
+
         box: dict = {}
+        passes = x.shape[0]
+        if isinstance(as_target(target), Similarity):  # binding runs the model (a reference): before the hooks
+            box["out"], box["bound"] = _clean(model, x, target)
+            passes *= 2
         gbp = _GuidedBackprop(ValueNet(model.module, stashing_value_fn(model, target, x, box)))
         with torch.enable_grad():
             grad = gbp.attribute(x.detach().clone().requires_grad_(True))
-        cap = _capture(model, x, box["out"], box["bound"], x.shape[0], grad=grad)
+        cap = _capture(model, x, box["out"], box["bound"], passes, grad=grad)
         cap.state["hooked"] = gbp.hooked
         return cap
 

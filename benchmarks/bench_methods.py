@@ -9,9 +9,10 @@ stated in, with the target:
 * ``f+b``: time ÷ one forward+backward of the same image (gradient and attention methods);
 * ``fwd``: time ÷ one forward (attention-only methods);
 * ``passes``: time ÷ (passes × one batched forward per image) (mask methods: ViT-CX, GradMask, RISE,
-  Score-CAM, occlusion: the masked forwards themselves are the floor);
+  Score-CAM, occlusion, LIME, KernelSHAP: the masked forwards themselves are the floor; LIME and KernelSHAP also
+  fit their surrogate regression, hence 1.5);
 * ``steps``: time ÷ (steps or samples × one batched forward+backward per image) (integrated gradients,
-  SmoothGrad);
+  SmoothGrad, GradientSHAP);
 * ``tokens``: time ÷ (masks × one batched forward of the token-dropped sequence per input) (TIS,
   similarity graph).
 
@@ -54,6 +55,9 @@ TARGETS = {
     "gradcam": ("f+b", 1.3), "gradcam_pp": ("f+b", 1.3), "layercam": ("f+b", 1.3), "eigencam": ("f+b", 1.3),
     "scorecam": ("passes", 1.3), "rise": ("passes", 1.3), "occlusion": ("passes", 1.3),
     "saliency": ("f+b", 1.3), "integrated_gradients": ("steps", 1.1), "smoothgrad": ("steps", 1.1),
+    # issue 26 (captum baselines): DeepLIFT's pass carries the image and its baseline (2 images) plus a clean forward
+    "gradient_x_input": ("f+b", 1.3), "guided_backprop": ("f+b", 1.3), "deeplift": ("f+b", 3.0),
+    "gradient_shap": ("steps", 1.1), "lime": ("passes", 1.5), "kernel_shap": ("passes", 1.5),
 }
 
 

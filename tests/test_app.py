@@ -165,6 +165,7 @@ def test_generic_attention_page_downloads(deit_tiny, cat_image):
     ("vit_cx", "vit_cx", {"distance_threshold": 0.6}),
     ("similarity_graph", "similarity_graph", {"masks_layer": 1, "starting_layer": 9}),
     ("gradmask", "gradmask", {"masks_layer": 1}),
+    ("attribution", "gradient_x_input", {}),  # issue 26: the page's first method (captum baselines)
 ])
 def test_perturbation_pages(page, method, params):
     if method not in explainers.METHODS:

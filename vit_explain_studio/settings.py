@@ -162,6 +162,12 @@ EXPLAINER_PAGES = (
               "scorecam"), families=("gradient", "cam"),
              intro="Input gradients (saliency, integrated gradients, SmoothGrad) and class activation maps on the "
                    "last block's patch tokens."),
+    PageSpec("attribution", "Attribution baselines", ":material/tune:",
+             ("gradient_x_input", "guided_backprop", "deeplift", "gradient_shap", "lime", "kernel_shap"),
+             families=("attribution",),
+             intro="The standard baselines of attribution benchmarks (LATEC, Quantus), computed with captum: "
+                   "gradient × input, guided backprop, DeepLIFT, GradientSHAP, and LIME and KernelSHAP on the "
+                   "model's patches."),
     PageSpec("masks", "RISE, TIS, occlusion", ":material/blur_on:", ("rise", "tis", "occlusion"),
              intro="Black-box methods: the prediction's change under random masks (RISE), token subsets (TIS) "
                    "or a sliding occluder."),

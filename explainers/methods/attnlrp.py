@@ -29,6 +29,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..models import Outputs
@@ -55,13 +56,33 @@ class _Identity(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, fn):
         y = fn(x)
-        ctx.save_for_backward(_safe_div(y, x))
+        if ctx.needs_input_grad[0]:  # one division and one selection (no zero/one tensors allocated)
+            ctx.save_for_backward(torch.where(x == 0, 0.0, y / x))
         return y
 
     @staticmethod
     def backward(ctx, g):
         (ratio,) = ctx.saved_tensors
         return g * ratio, None
+
+
+class _LayerNormRule(torch.autograd.Function):
+    """LayerNorm's exact values (one ``native_layer_norm`` kernel, as the module computes them) with the backward
+    of the standard deviation held constant: ``dx = (gw - mean(gw)) / std`` with ``gw = grad * weight``. This is
+    lxt's ``layer_norm_forward`` (the std detached) without computing the normalisation twice."""
+
+    @staticmethod
+    def forward(ctx, x, shape, weight, bias, eps):
+        y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.save_for_backward(rstd, weight)
+        ctx.dims = tuple(range(-len(shape), 0))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        rstd, weight = ctx.saved_tensors
+        gw = g * weight if weight is not None else g
+        return (gw - gw.mean(ctx.dims, keepdim=True)) * rstd, None, None, None, None
 
 
 class _Uniform(torch.autograd.Function):
@@ -91,14 +112,21 @@ def norm_rule(m: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     """A normalisation module with its scale held constant (values are exactly the module's own)."""
     if m is None:
         return x
-    y = m(x)
     name = type(m).__name__.lower()
     if isinstance(m, nn.LayerNorm) or name in ("layernorm", "layernorm2d", "layernormfp32"):
-        dims = tuple(range(-len(getattr(m, "normalized_shape", (x.shape[-1],))), 0))
+        shape = tuple(getattr(m, "normalized_shape", (x.shape[-1],)))
+        if name in ("layernorm", "layernormfp32") and x.dtype in (torch.float32, torch.float64) and x.dim() >= 2:
+            w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+            w = w.detach().to(x.dtype) if isinstance(w, torch.Tensor) else None
+            b = b.detach().to(x.dtype) if isinstance(b, torch.Tensor) else None
+            return _LayerNormRule.apply(x, list(shape), w, b, m.eps)
+        y = m(x)
+        dims = tuple(range(-len(shape), 0))
         mean = x.mean(dims, keepdim=True)
         std = ((x - mean).pow(2).mean(dims, keepdim=True) + m.eps).sqrt()
         s = (x - mean) / std.detach()
     elif "rms" in name:
+        y = m(x)
         eps = getattr(m, "eps", None) or getattr(m, "variance_epsilon", None) or torch.finfo(x.dtype).eps
         s = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps).detach()
     else:
@@ -122,10 +150,10 @@ def _mlp(m, h: torch.Tensor, cp: bool) -> torch.Tensor:
 
 
 def _attend(q, k, v, scale, bias=None) -> torch.Tensor:
-    s = (q * scale) @ k.transpose(-2, -1)
-    if bias is not None:
-        s = s + bias
-    o = s.softmax(-1) @ v
+    """softmax(q k^T scale + bias) v on PyTorch's fused kernel: its backward is the softmax's own gradient and the
+    products' gradients, which is AttnLRP's softmax rule once q, k, v carry the uniform rule (as lxt runs torch's
+    attention)."""
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
     B, H, N, d = o.shape
     return o.transpose(1, 2).reshape(B, N, H * d)
 

@@ -19,7 +19,7 @@ from ..targets import bind
 from ._common import new_capture
 from ._perturb import BATCH_SIZE, auto_batch_size
 
-__all__ = ["Saliency", "IntegratedGradients", "SmoothGrad", "Occlusion", "per_patch"]
+__all__ = ["Saliency", "IntegratedGradients", "SmoothGrad", "Occlusion", "per_patch", "stashing_value_fn"]
 
 
 CHANNELS = Param("channels", "choice", "max", "How the colour channels of |gradient| become one pixel value: "
@@ -36,6 +36,23 @@ def _clean(model, x, target):
 def _value_fn(model, sel):
     """x -> (N,) the target's value for inputs that are all versions of one image (``sel = bound.select(b)``)."""
     return lambda t: sel.value(model.outputs(t))
+
+
+def stashing_value_fn(model, target, x, box: dict):
+    """x -> (B,) the target's value for the batch ``x`` itself, the outputs of its first call detached into
+    ``box["out"]`` and the target bound against them in ``box["bound"]``: the clean pass and the gradient pass are
+    one forward (captum's ``Saliency`` called directly does one forward and one backward; so do we)."""
+    from ..models import Outputs
+
+    def fn(t):
+        out = model.outputs(t)
+        if "bound" not in box:
+            clean = Outputs(out.embedding.detach() if out.embedding is not None else None,
+                            out.logits.detach() if out.logits is not None else None)
+            box["out"], box["bound"] = clean, bind(model, target, clean, x)
+        return box["bound"].value(out)
+
+    return fn
 
 
 def per_patch(pix: torch.Tensor, grid: tuple[int, int], how: str = "mean") -> torch.Tensor:
@@ -74,13 +91,12 @@ class Saliency(Method):
     def capture(self, model, x, target, params, progress=None) -> Capture:
         from captum.attr import Saliency as CaptumSaliency
 
-        out, bound = _clean(model, x, target)
-        grads = []
-        with torch.enable_grad():
-            for b in range(x.shape[0]):
-                sal = CaptumSaliency(_value_fn(model, bound.select(b)))
-                grads.append(sal.attribute(x[b:b + 1].detach().clone().requires_grad_(True), abs=False))
-        return _capture(model, x, out, bound, 2 * x.shape[0], grad=torch.cat(grads))
+        box: dict = {}
+        with torch.enable_grad():  # the whole batch at once: each image's value depends on its own input only
+            grad = CaptumSaliency(stashing_value_fn(model, target, x, box)).attribute(
+                x.detach().clone().requires_grad_(True), abs=False)
+        out, bound = box["out"], box["bound"]
+        return _capture(model, x, out, bound, x.shape[0], grad=grad)
 
     def reduce(self, cap, params) -> Maps:
         pix = _reduce_channels(cap.state["grad"].float(), params["channels"])

@@ -1,0 +1,226 @@
+"""The standard attribution baselines of benchmark studies (LATEC, Quantus), computed with captum: Gradient x Input,
+Guided Backprop and DeepLIFT
+(GradientSHAP, LIME and KernelSHAP: :mod:`.captum_sampling`).
+
+Every method calls captum's own class on a forward function that returns the explained target's value per input
+(a class logit, a logit difference, a similarity), computed through the library's path (``model.outputs``). Two
+captum classes act on activation *modules* and know ReLU-type networks only; ViTs use GELU (SiLU, QuickGELU):
+
+* Guided Backprop: captum hooks ``nn.ReLU`` modules only, so on a GELU ViT it would return the plain gradient
+  (saliency). Here captum's own guided hook (the gradient entering the activation's input clamped at 0) is
+  registered on every element-wise activation module, GELU included: ``relu(GELU'(x) * grad)``. A model whose
+  activation is not a module gets the plain gradient, with a warning saying so.
+* DeepLIFT: captum's Rescale rule (``grad * Δout / Δin``) covers ReLU, ELU, Sigmoid, Tanh, Softplus, Softmax
+  modules; here it is applied, with captum's own rule function, to the GELU-type activation modules as well.
+  LayerNorm, the attention softmax (a fused kernel) and the attention products have no DeepLIFT rule: they pass
+  the plain gradient at the input, so the map does not sum exactly to f(x) - f(baseline); the gap is reported.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from ..metrics.baselines import make_baseline
+from ..registry import Capture, Maps, Method, Param, register
+from .gradients import CHANNELS, _capture, _clean, _reduce_channels, _value_fn, per_patch, stashing_value_fn
+
+__all__ = ["GradientXInput", "GuidedBackprop", "DeepLift", "is_activation", "ValueNet", "ABSOLUTE",
+           "signed_unless_absolute"]
+
+warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU", module="captum")
+warnings.filterwarnings("ignore", message="Setting forward, backward hooks", module="captum")
+
+ABSOLUTE = Param("absolute", "bool", False, "Rank by the magnitude of the attribution instead of its sign.",
+                 cheap=True)
+BASELINE = Param("baseline", "choice", "zero", "Reference input: 0 in the normalised space (the dataset-mean "
+                 "colour, captum's default), a black or blurred image, or the image's mean colour.",
+                 choices=("zero", "black", "blur", "mean"))
+_ACTIVATIONS = ("gelu", "silu", "swish", "mish", "hardswish", "relu", "elu", "sigmoid", "tanh", "softplus")
+
+
+def is_activation(module: nn.Module) -> bool:
+    """An element-wise activation module (GELU and its variants, SiLU, ReLU, ...): a leaf whose class name says so
+    (timm, torch and Hugging Face activation classes alike; SwiGLU blocks have children and are excluded)."""
+    name = type(module).__name__.lower()
+    return not any(True for _ in module.children()) and any(k in name for k in _ACTIVATIONS)
+
+
+class ValueNet(nn.Module):
+    """An ``nn.Module`` around a value function, holding the network as a child, so that captum's module hooks
+    (which walk ``model.apply``) reach the network's activation modules."""
+
+    def __init__(self, net: nn.Module, fn):
+        super().__init__()
+        self.net, self.fn = net, fn
+
+    def forward(self, t):
+        return self.fn(t)
+
+
+def signed_unless_absolute(params) -> bool:
+    return not (params or {}).get("absolute", False)
+
+
+class _Signed(Method):
+    """A signed pixel attribution: channels summed, the patch value the sum of its pixels."""
+
+    signed = True
+    family = "attribution"
+
+    def is_signed(self, params=None) -> bool:
+        return signed_unless_absolute(params)
+
+    def reduce(self, cap, params) -> Maps:
+        pix = cap.state["attr"].float().sum(1)
+        if params["absolute"]:
+            pix = pix.abs()
+        return Maps(per_patch(pix, cap.grid, "sum"), pixel_maps=pix, warnings=cap.state.get("warnings"))
+
+
+@register
+class GradientXInput(_Signed):
+    """Gradient x Input (captum ``InputXGradient``): the input times the target's input gradient, summed over the
+    colour channels; a patch's value is the sum over its pixels. One forward and one backward for the batch."""
+
+    name = "gradient_x_input"
+    display_name = "Gradient × Input"
+    paper = ("Shrikumar, Greenside, Shcherbina & Kundaje, Not Just a Black Box: Learning Important Features "
+             "Through Propagating Activation Differences, arXiv 2016")
+    paper_url = "https://arxiv.org/abs/1605.01713"
+    cost = "1 forward + 1 backward"
+    description = "Each pixel's value times the class score's gradient: a first-order estimate of its contribution."
+    params = (ABSOLUTE,)
+
+    def capture(self, model, x, target, params, progress=None) -> Capture:
+        from captum.attr import InputXGradient
+
+        box: dict = {}
+        with torch.enable_grad():
+            attr = InputXGradient(stashing_value_fn(model, target, x, box)).attribute(
+                x.detach().clone().requires_grad_(True))
+        return _capture(model, x, box["out"], box["bound"], x.shape[0], attr=attr)
+
+
+class _GuidedBackprop:
+    """captum's ``GuidedBackprop`` with its guided hook on every element-wise activation module (see the module
+    docstring); ``hooked`` counts the modules it reached."""
+
+    def __new__(cls, module):
+        from captum._utils.common import _register_backward_hook
+        from captum.attr import GuidedBackprop as CaptumGuidedBackprop
+
+        class Guided(CaptumGuidedBackprop):
+            hooked = 0
+
+            def _register_hooks(self, m):
+                if is_activation(m):
+                    self.backward_hooks.extend(_register_backward_hook(m, self._backward_hook, self))
+                    self.hooked += 1
+
+        return Guided(module)
+
+
+@register
+class GuidedBackprop(Method):
+    """Guided Backpropagation (captum ``GuidedBackprop``): the input gradient with only positive gradients passed
+    back through each activation. captum applies the rule to ``nn.ReLU`` modules only; ViTs use GELU, so the same
+    captum hook is registered on the GELU-type modules too (``relu(GELU'(x) · grad)``, see the module notes).
+    The channels of the guided gradient's magnitude are reduced as in ``saliency``."""
+
+    name = "guided_backprop"
+    display_name = "Guided Backprop"
+    paper = ("Springenberg, Dosovitskiy, Brox & Riedmiller, Striving for Simplicity: The All Convolutional Net, "
+             "ICLR workshop 2015")
+    paper_url = "https://arxiv.org/abs/1412.6806"
+    cost = "1 forward + 1 modified backward"
+    family = "attribution"
+    description = "The input gradient with negative gradients stopped at every activation: sharp, edge-like maps."
+    params = (CHANNELS,)
+
+    def capture(self, model, x, target, params, progress=None) -> Capture:
+        from ..targets import Similarity, as_target
+
+        box: dict = {}
+        passes = x.shape[0]
+        if isinstance(as_target(target), Similarity):  # binding runs the model (a reference): before the hooks
+            box["out"], box["bound"] = _clean(model, x, target)
+            passes *= 2
+        gbp = _GuidedBackprop(ValueNet(model.module, stashing_value_fn(model, target, x, box)))
+        with torch.enable_grad():
+            grad = gbp.attribute(x.detach().clone().requires_grad_(True))
+        cap = _capture(model, x, box["out"], box["bound"], passes, grad=grad)
+        cap.state["hooked"] = gbp.hooked
+        return cap
+
+    def reduce(self, cap, params) -> Maps:
+        pix = _reduce_channels(cap.state["grad"].float(), params["channels"])
+        warn = [] if cap.state["hooked"] else [
+            "this model's activations are not modules: no guided rule applied, the map is the plain gradient"]
+        return Maps(per_patch(pix, cap.grid), pixel_maps=pix, warnings=[warn] * pix.shape[0])
+
+
+def _deeplift(module):
+    from captum.attr import DeepLift as CaptumDeepLift
+    from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
+
+    class ViTDeepLift(CaptumDeepLift):
+        """captum's DeepLift with its Rescale rule (captum's ``nonlinear``) on GELU-type activation modules too."""
+
+        def _is_non_linear(self, m):
+            return type(m) in SUPPORTED_NON_LINEAR or is_activation(m)
+
+        def _backward_hook(self, m, grad_input, grad_output):
+            if type(m) in SUPPORTED_NON_LINEAR:
+                return super()._backward_hook(m, grad_input, grad_output)
+            if not self.satisfies_attribute_criteria(m):
+                raise RuntimeError(f"DeepLIFT: the activation {type(m).__name__} is used more than once per pass")
+            mult = nonlinear(m, m.input, m.output, grad_input, grad_output, eps=self.eps)
+            del m.input, m.output
+            return mult
+
+    return ViTDeepLift(module)
+
+
+def _gap_warnings(deltas, changes) -> list[list[str]]:
+    return [[f"the attributions miss f(x) - f(baseline) = {float(c):.3g} by {float(d):.3g} (no DeepLIFT rule for "
+             "LayerNorm and attention)"] if abs(float(d)) > 0.05 * max(abs(float(c)), 1e-6) else []
+            for d, c in zip(deltas, changes)]
+
+
+@register
+class DeepLift(_Signed):
+    """DeepLIFT, Rescale rule (captum ``DeepLift``): (x - x0) times the gradient with each activation's derivative
+    replaced by the secant ``Δout / Δin`` between the input and the baseline. captum has the rule for ReLU-type
+    modules; it is applied to GELU-type modules here as well. LayerNorm and attention keep the plain gradient (no
+    DeepLIFT rule exists for them), so completeness is approximate: the gap is kept and warned about above 5 %."""
+
+    name = "deeplift"
+    display_name = "DeepLIFT (Rescale)"
+    paper = ("Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation "
+             "Differences, ICML 2017")
+    paper_url = "https://arxiv.org/abs/1704.02685"
+    cost = "1 forward + 1 backward of the image and its baseline (2 images) per image"
+    description = ("Compares the network's activations on the image with those on a reference image and "
+                   "propagates the differences back to the pixels.")
+    params = (BASELINE, ABSOLUTE)
+
+    def capture(self, model, x, target, params, progress=None) -> Capture:
+        out, bound = _clean(model, x, target)
+        base = make_baseline(model, x, params["baseline"]).to(x.dtype)
+        attrs, deltas, changes = [], [], []
+        for b in range(x.shape[0]):
+            fn = _value_fn(model, bound.select(b))
+            with torch.enable_grad():
+                attr, delta = _deeplift(ValueNet(model.module, fn)).attribute(
+                    x[b:b + 1].detach().clone().requires_grad_(True), baselines=base[b:b + 1],
+                    return_convergence_delta=True)
+            with torch.inference_mode():
+                changes.append(fn(x[b:b + 1]) - fn(base[b:b + 1]))
+            attrs.append(attr.detach())
+            deltas.append(delta.detach().float())
+        cap = _capture(model, x, out, bound, 3 * x.shape[0], attr=torch.cat(attrs))
+        cap.state["warnings"] = _gap_warnings(torch.cat(deltas), torch.cat(changes))
+        return cap

@@ -1,0 +1,211 @@
+"""Issue 26 (captum half): Gradient x Input, Guided Backprop, DeepLIFT, GradientSHAP, LIME and KernelSHAP.
+Closed forms on constructed models (linear, and a one-hidden-layer GELU network where DeepLIFT's Rescale rule and
+the guided rule have exact answers); agreement with captum called directly on the same model and input; seeding;
+and the deletion floor against a random map on both real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_zoo import perturb
+from test_methods_baselines import LinearModel, deletion_aucs, deletion_setup  # noqa: F401
+
+import explainers
+from explainers.methods.captum_sampling import patch_feature_mask, shap_baselines
+
+NEW = ["gradient_x_input", "guided_backprop", "deeplift", "gradient_shap", "lime", "kernel_shap"]
+SIGNED = {"gradient_x_input", "deeplift", "gradient_shap", "lime", "kernel_shap"}
+
+
+def test_registered_with_metadata_signedness_and_page():
+    from vit_explain_studio.settings import page_spec
+
+    assert page_spec("attribution").available() == NEW
+    for name in NEW:
+        m = explainers.METHODS[name]
+        assert m.display_name and m.paper and m.paper_url and m.cost and m.description and m.class_specific
+        assert m.is_signed({}) == (name in SIGNED)
+        if name in SIGNED:
+            assert not m.is_signed({"absolute": True})
+
+
+class GeluNet(LinearModel):
+    """logits = W2 · gelu(W1 · x + b1) + b2 on a (3, 8, 8) input, the GELU an ``nn.GELU`` module of ``module``."""
+
+    def __init__(self, act=torch.nn.GELU):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(192, 16), act(), torch.nn.Linear(16, 3))
+        with torch.no_grad():
+            for p in self.module.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+            self.module[1].weight.mul_(0.1)  # pre-activations of order 1: GELU neither linear nor saturated
+
+    def forward(self, x):
+        return self.module(x)
+
+    def outputs(self, x):
+        return explainers.models.Outputs(embedding=x.flatten(1), logits=self.forward(x))
+
+
+@pytest.fixture(scope="module")
+def x8():
+    return torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+
+
+def _patch_sums(pix):
+    return pix.reshape(2, 4, 2, 4).sum((1, 3)).numpy()
+
+
+def test_linear_closed_forms(x8):
+    model = LinearModel()
+    w = model.W[1].view(3, 8, 8)
+    gxi = explainers.capture(model, x8, "gradient_x_input", target=1)
+    torch.testing.assert_close(gxi.state["attr"][0], x8[0] * w)
+    blur = shap_baselines(model, x8, "blur", 0)[0]
+    gs = explainers.capture(model, x8, "gradient_shap", target=1, baselines="blur", samples=5)
+    torch.testing.assert_close(gs.state["attr"][0], (x8[0] - blur) * w, atol=1e-5, rtol=1e-5)  # any point, any α
+    # patch surrogates of a linear function are exact: coefficient = w · (x - baseline) over the patch
+    want = _patch_sums(((x8[0] - blur) * w).sum(0))
+    ks = explainers.explain(model, x8, "kernel_shap", target=1, samples=64)
+    np.testing.assert_allclose(ks.patch_map, want, rtol=1e-3, atol=1e-4)
+    lime = explainers.explain(model, x8, "lime", target=1, samples=64, alpha=0.0)
+    np.testing.assert_allclose(lime.patch_map, want, rtol=1e-3, atol=1e-4)
+    mask = patch_feature_mask(model, x8)[0, 0]
+    assert mask[0, 0] == 0 and mask[0, 4] == 1 and mask[7, 7] == 3
+
+
+def test_deeplift_rescale_on_gelu_is_exact_and_complete(x8):
+    model = GeluNet()
+    lin1, lin2 = model.module[1], model.module[3]
+    base = torch.zeros_like(x8)  # "zero" baseline
+    cap = explainers.capture(model, x8, "deeplift", target=2, baseline="zero")
+    with torch.no_grad():
+        h, h0 = lin1(x8.flatten(1)), lin1(base.flatten(1))
+        slope = (torch.nn.functional.gelu(h) - torch.nn.functional.gelu(h0)) / (h - h0)  # the secant
+        want = ((x8 - base).flatten(1) * ((slope * lin2.weight[2]) @ lin1.weight)).view_as(x8)
+        change = float(model.forward(x8)[0, 2] - model.forward(base)[0, 2])
+    torch.testing.assert_close(cap.state["attr"], want, atol=1e-4, rtol=1e-4)
+    assert float(cap.state["attr"].sum()) == pytest.approx(change, rel=1e-4)  # summation-to-delta
+    assert not any(explainers.render(cap, model).warnings or [])
+
+
+def test_guided_backprop_applies_the_guided_rule_to_gelu(x8):
+    model = GeluNet()
+    lin1, lin2 = model.module[1], model.module[3]
+    cap = explainers.capture(model, x8, "guided_backprop", target=0)
+    with torch.enable_grad():
+        h = lin1(x8.flatten(1)).detach().requires_grad_(True)
+        (dgelu,) = torch.autograd.grad(torch.nn.functional.gelu(h).sum(), h)
+    want = (torch.relu(dgelu * lin2.weight[0]) @ lin1.weight).view_as(x8)
+    torch.testing.assert_close(cap.state["grad"], want, atol=1e-5, rtol=1e-5)
+    plain = explainers.capture(model, x8, "gradient_x_input", target=0).state["attr"] / x8
+    assert not torch.allclose(cap.state["grad"], plain, atol=1e-3)  # the rule did something
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Against captum called directly on the same ViT and input
+# ---------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def relu_vit():
+    """A small timm ViT with ReLU activations (the activation captum's GuidedBackprop and DeepLift know), so that
+    captum called directly on timm's own module and our method apply the same rules."""
+    import timm
+
+    torch.manual_seed(0)
+    net = perturb(timm.create_model("deit_tiny_patch16_224", pretrained=False, num_classes=10, depth=2,
+                                    embed_dim=64, num_heads=2, act_layer=torch.nn.ReLU, img_size=64))
+    return net, explainers.models.wrap_timm(net, "relu-vit")
+
+
+@pytest.fixture(scope="module")
+def vit_x():
+    return torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+
+
+def _close(a, b, tol=1e-4):
+    a, b = torch.as_tensor(a).detach().float(), torch.as_tensor(b).detach().float()
+    assert float((a - b).abs().max()) <= tol * max(1.0, float(b.abs().max())), float((a - b).abs().max())
+
+
+def test_gradient_methods_agree_with_captum_directly(relu_vit, vit_x):
+    from captum.attr import DeepLift, GuidedBackprop, InputXGradient
+
+    net, m = relu_vit
+    t = 4
+    ours = explainers.capture(m, vit_x, "gradient_x_input", target=t).state["attr"]
+    _close(ours, InputXGradient(net).attribute(vit_x.clone().requires_grad_(True), target=t))
+    ours = explainers.capture(m, vit_x, "guided_backprop", target=t).state["grad"]
+    _close(ours, GuidedBackprop(net).attribute(vit_x.clone().requires_grad_(True), target=t))
+    ours = explainers.capture(m, vit_x, "deeplift", target=t, baseline="black").state["attr"]
+    base = explainers.metrics.baselines.make_baseline(m, vit_x, "black")
+    _close(ours, DeepLift(net).attribute(vit_x.clone().requires_grad_(True), baselines=base, target=t))
+
+
+def test_sampling_methods_agree_with_captum_directly_and_are_seeded(relu_vit, vit_x):
+    from captum.attr import GradientShap, KernelShap
+
+    net, m = relu_vit
+    t, seed = 7, 11
+    torch.manual_seed(0)
+    before = torch.rand(1)
+    ours = explainers.capture(m, vit_x, "gradient_shap", target=t, samples=6, seed=seed).state["attr"]
+    torch.manual_seed(0)
+    assert torch.equal(torch.rand(1), before), "the caller's random state is left as it was"
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    want = GradientShap(net).attribute(vit_x.clone().requires_grad_(True), target=t, n_samples=6,
+                                       baselines=shap_baselines(m, vit_x, "references", seed), stdevs=0.0)
+    _close(ours, want)
+    other = explainers.capture(m, vit_x, "gradient_shap", target=t, samples=6, seed=seed + 1).state["attr"]
+    assert not torch.allclose(ours, other)
+
+    ks = explainers.explain(m, vit_x, "kernel_shap", target=t, samples=40, seed=seed, batch_size=7)
+    base = explainers.metrics.baselines.make_baseline(m, vit_x, "blur")
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    want = KernelShap(net).attribute(vit_x, baselines=base, target=t, feature_mask=patch_feature_mask(m, vit_x),
+                                     n_samples=40, return_input_shape=False)
+    _close(ks.patch_map.ravel(), want.ravel(), 1e-3)
+
+
+def test_lime_agrees_with_captum_directly(relu_vit, vit_x):
+    from captum._utils.models.linear_model import SkLearnRidge
+    from captum.attr import Lime
+
+    from explainers.methods.captum_sampling import lime_kernel
+
+    net, m = relu_vit
+    t, seed = 2, 5
+    ours = explainers.explain(m, vit_x, "lime", target=t, samples=40, seed=seed)
+    again = explainers.explain(m, vit_x, "lime", target=t, samples=40, seed=seed, batch_size=3)
+    np.testing.assert_allclose(ours.patch_map, again.patch_map, rtol=1e-4, atol=1e-6)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    want = Lime(net, SkLearnRidge(alpha=1.0), lime_kernel(0.25)).attribute(
+        vit_x, baselines=explainers.metrics.baselines.make_baseline(m, vit_x, "blur"), target=t,
+        feature_mask=patch_feature_mask(m, vit_x), n_samples=40, return_input_shape=False)
+    _close(ours.patch_map.ravel(), want.ravel(), 1e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Faithfulness floor on both real models (the shared 20-image fixture of test_methods_baselines, first 8 images)
+# ---------------------------------------------------------------------------------------------------------
+DELETION = {"gradient_shap": {"samples": 16}, "lime": {"samples": 128}, "kernel_shap": {"samples": 128}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", NEW)
+def test_beats_random_map_on_deletion(deletion_setup, method):  # noqa: F811
+    from explainers.metrics.reference import random_map
+
+    model, xs, targets, ends, _ = deletion_setup
+    n = 8
+    xs, targets, ends = xs[:n], targets[:n], ends[:n]
+    floor = np.mean([deletion_aucs(model, xs, [random_map(model.grid(), 100 * b + s) for b in range(n)], targets,
+                                   ends) for s in range(3)])
+    exps = explainers.explain(model, xs, method, **DELETION.get(method, {}))
+    ours = float(np.mean(deletion_aucs(model, xs, [e.heatmap for e in exps], targets, ends)))
+    print(model.name, method, round(ours, 4), round(float(floor), 4))
+    assert ours < floor, (model.name, ours, floor)

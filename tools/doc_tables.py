@@ -26,6 +26,7 @@ FAMILY_PAGES = {  # family -> (page under docs/methods/, title)
     "cam": ("cam.md", "CAM methods"),
     "gradient": ("gradients.md", "Gradient methods"),
     "perturbation": ("perturbation.md", "Perturbation and mask methods"),
+    "attribution": ("baselines.md", "Attribution baselines (captum)"),
 }
 
 

@@ -12,6 +12,8 @@ stated in, with the target:
   Score-CAM, occlusion: the masked forwards themselves are the floor);
 * ``steps``: time ÷ (steps or samples × one batched forward+backward per image) (integrated gradients,
   SmoothGrad);
+* ``partial``: time ÷ (forward equivalents × one batched forward per image), where the forward equivalents count
+  a pass through k of the L blocks as k / L of a forward (ViT-ReciproCAM: 1 + patches × 2 / L);
 * ``tokens``: time ÷ (masks × one batched forward of the token-dropped sequence per input) (TIS,
   similarity graph).
 
@@ -54,6 +56,7 @@ TARGETS = {
     "gradcam": ("f+b", 1.3), "gradcam_pp": ("f+b", 1.3), "layercam": ("f+b", 1.3), "eigencam": ("f+b", 1.3),
     "scorecam": ("passes", 1.3), "rise": ("passes", 1.3), "occlusion": ("passes", 1.3),
     "saliency": ("f+b", 1.3), "integrated_gradients": ("steps", 1.1), "smoothgrad": ("steps", 1.1),
+    "vit_reciprocam": ("partial", 1.3), "bt_token": ("steps", 1.3), "bt_head": ("steps", 1.3),
 }
 
 
@@ -171,7 +174,7 @@ def main(argv=None):
         method = explainers.METHODS[name]
         params = overrides.get(name, {})
         kind, limit = TARGETS.get(name, ("f+b", float("nan")))
-        heavy = kind in ("passes", "tokens", "steps")
+        heavy = kind in ("passes", "tokens", "steps", "partial")
         reps = max(1, args.repeats // 2) if heavy else args.repeats
         cap_box = {}
 
@@ -196,6 +199,8 @@ def main(argv=None):
             target_ratio = t1 / fb1
         elif kind == "passes":
             target_ratio = ratio
+        elif kind == "partial":  # masked copies through the last blocks only, counted in whole forwards
+            target_ratio = t1 / (cap.state["forward_equivalents"] * per_img_batched)
         elif kind == "steps":
             target_ratio = t1 / (full.get("steps", full.get("samples", 1)) * fb_batched)
         else:  # tokens: the masks' token-dropped forwards

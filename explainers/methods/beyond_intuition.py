@@ -140,6 +140,6 @@ class BeyondIntuitionHead(_BeyondIntuition):
             a = a.detach().float()
             g = torch.zeros_like(a) if g is None else g.float()
             ih = (a.transpose(-1, -2) @ g).abs().mean((-1, -2))  # (B, H)
-            ih = ih / ih.sum(-1, keepdim=True)
+            ih = ih / ih.sum(-1, keepdim=True).clamp(min=torch.finfo(ih.dtype).tiny)  # 0, not 0/0, without gradient
             mats.append((ih[:, :, None, None] * a).sum(1))
         return torch.stack(mats), tr, bound, x.shape[0] * 2

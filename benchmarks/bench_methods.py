@@ -13,6 +13,8 @@ stated in, with the target:
   fit their surrogate regression, hence 1.5);
 * ``steps``: time ÷ (steps or samples × one batched forward+backward per image) (integrated gradients,
   SmoothGrad, GradientSHAP);
+* ``partial``: time ÷ (forward equivalents × one batched forward per image), where the forward equivalents count
+  a pass through k of the L blocks as k / L of a forward (ViT-ReciproCAM: 1 + patches × 2 / L);
 * ``tokens``: time ÷ (masks × one batched forward of the token-dropped sequence per input) (TIS,
   similarity graph).
 
@@ -58,6 +60,7 @@ TARGETS = {
     # issue 26 (captum baselines): DeepLIFT's pass carries the image and its baseline (2 images) plus a clean forward
     "gradient_x_input": ("f+b", 1.3), "guided_backprop": ("f+b", 1.3), "deeplift": ("f+b", 3.0),
     "gradient_shap": ("steps", 1.1), "lime": ("passes", 1.5), "kernel_shap": ("passes", 1.5),
+    "vit_reciprocam": ("partial", 1.3), "bt_token": ("steps", 1.3), "bt_head": ("steps", 1.3),
 }
 
 
@@ -175,7 +178,7 @@ def main(argv=None):
         method = explainers.METHODS[name]
         params = overrides.get(name, {})
         kind, limit = TARGETS.get(name, ("f+b", float("nan")))
-        heavy = kind in ("passes", "tokens", "steps")
+        heavy = kind in ("passes", "tokens", "steps", "partial")
         reps = max(1, args.repeats // 2) if heavy else args.repeats
         cap_box = {}
 
@@ -200,6 +203,8 @@ def main(argv=None):
             target_ratio = t1 / fb1
         elif kind == "passes":
             target_ratio = ratio
+        elif kind == "partial":  # masked copies through the last blocks only, counted in whole forwards
+            target_ratio = t1 / (cap.state["forward_equivalents"] * per_img_batched)
         elif kind == "steps":
             target_ratio = t1 / (full.get("steps", full.get("samples", 1)) * fb_batched)
         else:  # tokens: the masks' token-dropped forwards

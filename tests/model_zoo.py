@@ -11,7 +11,8 @@ SMALL = dict(depth=2, embed_dim=64, num_heads=2)
 FAST = {"vit_cx": {"distance_threshold": 0.3}, "gradmask": {"masks_layer": 1}, "similarity_graph": {"masks_layer": 1},
         "rise": {"masks": 16}, "tis": {"masks": 8}, "integrated_gradients": {"steps": 4},
         "smoothgrad": {"samples": 2}, "gradient_shap": {"samples": 2}, "lime": {"samples": 8},
-        "kernel_shap": {"samples": 8}}
+        "kernel_shap": {"samples": 8}, "bt_token": {"steps": 2, "start_layer": 1},
+        "bt_head": {"steps": 2, "start_layer": 1}}
 
 
 def fast_params(method: str) -> dict:

@@ -146,8 +146,10 @@ EXPLAINER_PAGES = (
               "chefer_rollout"), families=("lrp",),
              intro="Chefer, Gur & Wolf (CVPR 2021): relevance propagation through the transformer, combined with "
                    "attention gradients; and the baselines of their evaluation."),
-    PageSpec("generic_attention", "Generic attention", ":material/hub:", ("generic_attention",),
-             intro="Chefer, Gur & Wolf (ICCV 2021): gradient-weighted attention accumulated through the layers."),
+    PageSpec("generic_attention", "Generic attention", ":material/hub:", ("generic_attention", "bt_token", "bt_head"),
+             intro="Chefer, Gur & Wolf (ICCV 2021): gradient-weighted attention accumulated through the layers; "
+                   "Beyond Intuition (Chen et al., TMLR 2023): attention scaled by value norms (BT-T) or head "
+                   "weights (BT-H), times the integrated gradient of the last attention."),
     PageSpec("vit_cx", "ViT-CX", ":material/scatter_plot:", ("vit_cx",),
              intro="Xie et al. (IJCAI 2023): masks from clustered patch embeddings, scored by their causal "
                    "effect on the prediction."),
@@ -159,9 +161,10 @@ EXPLAINER_PAGES = (
                    "batched forward."),
     PageSpec("gradients", "Gradients and CAM", ":material/gradient:",
              ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "gradcam_pp", "layercam", "eigencam",
-              "scorecam"), families=("gradient", "cam"),
+              "scorecam", "vit_reciprocam"), families=("gradient", "cam"),
              intro="Input gradients (saliency, integrated gradients, SmoothGrad) and class activation maps on the "
-                   "last block's patch tokens."),
+                   "last block's patch tokens; ViT-ReciproCAM (Byun & Lee 2023) reads the class probability of "
+                   "one masked copy per patch, without gradients."),
     PageSpec("attribution", "Attribution baselines", ":material/tune:",
              ("gradient_x_input", "guided_backprop", "deeplift", "gradient_shap", "lime", "kernel_shap"),
              families=("attribution",),

@@ -3,6 +3,7 @@
 from . import (  # noqa: F401
     attention,
     attnlrp,
+    beyond_intuition,
     cam,
     captum_baselines,
     captum_sampling,
@@ -10,6 +11,7 @@ from . import (  # noqa: F401
     gradmask,
     legrad,
     lrp,
+    reciprocam,
     rise,
     similarity_graph,
     tis,

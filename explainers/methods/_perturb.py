@@ -53,15 +53,17 @@ def auto_batch_size(model, tokens: int | None = None, requested: int = 0) -> int
 
 
 def score_batches(model, make: Callable[[int, int], torch.Tensor], count: int, target, batch_size: int,
-                  *, tokens: bool = False, progress=None, done: int = 0, total: int | None = None
-                  ) -> torch.Tensor:
+                  *, tokens: bool = False, run: Callable | None = None, progress=None, done: int = 0,
+                  total: int | None = None) -> torch.Tensor:
     """The target's score for ``count`` inputs built on demand, in batches.
 
     target: a bound target of ONE image (``bound.select(b)``: the class probability for class targets, the value
     for the others) or a class index (its softmax probability).
     make(start, stop) returns inputs ``start..stop-1``: images (b, 3, H, W) for ``model.outputs`` or, with
     ``tokens=True``, token sequences (b, n, D) for ``model.forward_tokens`` (or a pair (tokens, kept patch
-    indices), which RoPE models need). Progress is reported as ``done + i`` out of ``total`` after each batch.
+    indices), which RoPE models need); with ``run``, whatever ``make`` returns goes through ``run(inputs) ->
+    Outputs`` instead (a partial forward from an intermediate block). Progress is reported as ``done + i`` out of
+    ``total`` after each batch.
     Returns a (count,) float tensor on the device.
     """
     out = torch.empty(count, device=model.device)
@@ -74,7 +76,9 @@ def score_batches(model, make: Callable[[int, int], torch.Tensor], count: int, t
         for start in range(0, count, batch_size):
             stop = min(count, start + batch_size)
             inp = make(start, stop)
-            if tokens:
+            if run is not None:
+                res = run(inp)
+            elif tokens:
                 t, keep = inp if isinstance(inp, tuple) else (inp, None)
                 res = model.forward_tokens(t, keep=keep, full=True)
             else:

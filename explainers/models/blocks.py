@@ -131,11 +131,14 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
     return out
 
 
-def block_fast(bp: BlockParts, x: torch.Tensor, ctx: Context, i: int) -> torch.Tensor:
+def block_fast(bp: BlockParts, x: torch.Tensor, ctx: Context, i: int, h: torch.Tensor | None = None) -> torch.Tensor:
     """The same block on PyTorch's fused attention kernel (no attention matrix kept); without autograd on the CPU
-    also with the bias, GELU and residual additions fused into the matrix products (:mod:`.fast`)."""
+    also with the bias, GELU and residual additions fused into the matrix products (:mod:`.fast`).
+
+    h: the first norm's output to attend over instead of ``norm1(x)`` (the residual stream stays ``x``): ViT-ReciproCAM
+    masks it."""
     fused = fast.use_fused(x)
-    h = bp.norm1(x)
+    h = bp.norm1(x) if h is None else h
     q, k, v = _qk(bp, h, ctx, i, None, fused)
     mask = bp.rel_bias.bias(ctx.grid, q.shape[-2]).to(q.dtype) if bp.rel_bias is not None else None
     o = _merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=bp.scale))

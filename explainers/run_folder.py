@@ -133,6 +133,10 @@ def _short(v) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {_short(old.get(k))} in the folder, {_short(new.get(k))} now"
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -300,7 +304,7 @@ class RunFolder:
         if path.exists() or path.is_symlink():
             old = read_run_json(path)
             if old["command"] != self.command:
-                raise RunFolderError(f"{self.out} holds a {old['command']} run, not a {self.command} run; {refuse}")
+                raise RunFolderError(f"{self.out} holds a {old['command']} run, not {_a(self.command)} run; {refuse}")
             diff = differences(old["fingerprint"], self.fingerprint)
             for m in sorted(set(old["methods"]) & set(self.methods)):
                 if old["methods"][m] != self.methods[m]:

@@ -154,20 +154,15 @@ def _apply(path: Path, how: str, a: int, b: int) -> None:
     path.write_bytes(bytes(data))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(EV_FILES), damage=_damage)
-def test_random_damage_to_an_evaluate_folder(setup, tmp_path, name, damage):
-    out = _fresh(setup["ev"], tmp_path / "h", EV_FILES)
-    _apply(out / name, *damage)
-    _rerun(setup, "ev", out)
-
-
+@pytest.mark.parametrize("kind", ["ev", "sa"])
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(SA_FILES), damage=_damage)
-def test_random_damage_to_a_sanity_folder(setup, tmp_path, name, damage):
-    out = _fresh(setup["sa"], tmp_path / "h", SA_FILES)
+@given(data=st.data())
+def test_random_damage_to_a_finished_folder(setup, tmp_path, kind, data):
+    files = EV_FILES if kind == "ev" else SA_FILES
+    name, damage = data.draw(st.sampled_from(files)), data.draw(_damage)
+    out = _fresh(setup[kind], tmp_path / "h", files)
     _apply(out / name, *damage)
-    _rerun(setup, "sa", out)
+    _rerun(setup, kind, out)
 
 
 SWAPS = {

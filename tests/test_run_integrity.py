@@ -294,3 +294,45 @@ def test_old_result_files_are_still_readable(tmp_path):
     assert read_results(tmp_path / "results.csv") == [{"image": "a.png", "method": "random",
                                                        "insertion_auc": "0.5", "error": ""}]
     assert issubclass(RunFolderError, ExplainerError)
+
+
+# -- causes 15-16, without a cluster (the two-node run: tests/test_ray_cluster.py) -----------------------------
+def test_relative_weights_are_resolved_on_the_driver(tmp_path, monkeypatch):
+    from explainers.errors import ModelLoadError
+    from explainers.evaluation.distributed import resolve_weights
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "model.safetensors").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path / "w")
+    assert resolve_weights("model.safetensors") == str(tmp_path / "w" / "model.safetensors")
+    assert resolve_weights("../w") == str(tmp_path / "w") and resolve_weights(None) is None
+    with pytest.raises(ModelLoadError, match="'../nowhere' does not exist .*Ray driver"):
+        resolve_weights("../nowhere")
+
+
+def test_a_node_without_the_weights_or_with_other_weights_is_named():
+    from explainers.errors import ModelLoadError
+    from explainers.evaluation.distributed import check_workers
+
+    fp = {"model": "m", "weights_sha256": "a" * 64}
+    ok = {"node": "head (10.0.0.1)", "error": None, "fingerprint": fp}
+    lost = {"node": "gpu-2 (10.0.0.2)", "error": ("ModelLoadError", "weights path 'w' does not exist", True)}
+    with pytest.raises(ModelLoadError, match="node gpu-2 .10.0.0.2. has no weights at /data/w"):
+        check_workers([ok, lost], "/data/w")
+    other = {**ok, "node": "gpu-3 (10.0.0.3)", "fingerprint": {**fp, "weights_sha256": "b" * 64}}
+    with pytest.raises(ModelLoadError, match="different models: on head .* and on gpu-3 .*weights_sha256"):
+        check_workers([ok, other], "/data/w")
+    check_workers([ok, ok], "/data/w")
+
+
+def test_a_failed_connection_gives_the_token_advice(monkeypatch, tmp_path):
+    from explainers.evaluation.distributed import connect_error
+
+    for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    e = connect_error("head:6379", "head:6379", ConnectionError("Failed to connect to Ray cluster at head:6379"))
+    assert "RAY_AUTH_MODE=token" in str(e) and "ray get-auth-token" in str(e) and "this process has none" in str(e)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "abc")
+    assert "check that it is the head node's" in str(connect_error("auto", "auto", RuntimeError("x")))
+    assert "token" not in str(connect_error("local:2", "local", RuntimeError("no memory")))

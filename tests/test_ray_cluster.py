@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -55,6 +57,7 @@ def _left(marker: str) -> list[int]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("raycluster")
+    short = Path(tempfile.mkdtemp(prefix="vr", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
     home = root / "home"
     home.mkdir()
     port, token = _free_port(), uuid.uuid4().hex
@@ -64,7 +67,7 @@ def cluster(tmp_path_factory):
     groups = []
     common = ["--num-cpus=1", "--disable-usage-stats"]
     try:
-        for args in (["--head", f"--port={port}", f"--temp-dir={root / 'ray'}", "--include-dashboard=false"],
+        for args in (["--head", f"--port={port}", f"--temp-dir={short}", "--include-dashboard=false"],
                      [f"--address=127.0.0.1:{port}"]):
             p = subprocess.Popen([str(RAY), "start", *args, *common], env=env, start_new_session=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -76,13 +79,14 @@ def cluster(tmp_path_factory):
         for g in reversed(groups):
             _kill_group(g)
         deadline = time.time() + 10
-        while _left(str(root)) and time.time() < deadline:
-            for pid in _left(str(root)):
+        while _left(str(short)) and time.time() < deadline:
+            for pid in _left(str(short)):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             time.sleep(0.5)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def _evaluate(cluster, env, cwd: Path, weights: str):

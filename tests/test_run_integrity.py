@@ -76,6 +76,33 @@ def test_another_zero_shot_label_set_or_template_is_refused(model, images, tmp_p
     assert run["fingerprint"]["zero_shot"] == {"labels": ["a cat", "a dog"], "templates": "simple"}
 
 
+@pytest.fixture(scope="module")
+def clip_folder(tmp_path_factory):
+    """A tiny Hugging Face CLIP folder (model and tokenizer files)."""
+    from test_text import _clip_tokenizer, _module
+
+    folder = tmp_path_factory.mktemp("clip") / "tiny-clip"
+    _module("clip").save_pretrained(folder)
+    _clip_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_evaluate_zero_shot_on_the_command_line_keeps_labels_and_templates_apart(clip_folder, images, tmp_path,
+                                                                                  capsys):
+    from explainers.cli import main
+
+    folder, pictures = clip_folder, images
+    args = ["evaluate", "--model", str(folder), "--images", str(pictures), "--methods", "random", "--steps", "2",
+            "--device", "cpu", "--quiet", "--out", str(tmp_path / "zs")]
+    assert main([*args, "--zero-shot", "a cat,a dog", "--zero-shot-templates", "none"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--zero-shot", "a car,a dog", "--zero-shot-templates", "none"]) == 2
+    assert "zero_shot: {'labels': ['a cat', 'a dog']" in capsys.readouterr().err
+    assert main([*args, "--zero-shot", "a cat,a dog", "--zero-shot-templates", "simple"]) == 2
+    assert "'templates': 'none'" in capsys.readouterr().err
+    assert len(read_csv(tmp_path / "zs" / "results.csv")) == 3
+
+
 @pytest.mark.parametrize("change, field", [({"steps": 3}, "steps"), ({"preset": "tis"}, "preset"),
                                            ({"tolerance": 5}, "tolerance"), ({"extra": True}, "extra_metrics")])
 def test_other_settings_are_refused_naming_the_difference(model, images, ev_ref, tmp_path, change, field):

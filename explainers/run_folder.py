@@ -238,7 +238,8 @@ def _text(v) -> str:
 
 
 class RunFolder:
-    """An output folder bound to one fingerprint: ``open()`` checks or creates ``run.json`` and takes the lock."""
+    """An output folder bound to one fingerprint: ``open()`` takes the lock and checks ``run.json`` against the
+    fingerprint; :meth:`write_run_json` records it once the data files were checked too."""
 
     def __init__(self, out, command: str, fingerprint: dict, methods: dict, info: dict | None = None,
                  data_files: tuple[str, ...] = ()):
@@ -319,9 +320,9 @@ class RunFolder:
             if present:
                 raise RunFolderError(f"{self.out} holds {', '.join(present)} but no run.json, so the configuration "
                                      "of those rows cannot be checked; use another --out folder (or move them away)")
-        self.write_run_json()
 
     def write_run_json(self) -> None:
+        """Record the fingerprint (and the methods, old and new): once the folder's files were found sound."""
         from . import __version__
 
         body = {"format": FORMAT, "command": self.command, "run_id": self.run_id, "fingerprint": self.fingerprint,

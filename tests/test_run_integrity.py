@@ -288,6 +288,17 @@ def test_a_changed_image_is_refused(model, images, ev_ref, tmp_path):
         evaluate(model, moved, out)
 
 
+def test_a_changed_image_is_refused_by_sanity_and_nothing_is_rewritten(model, images, sa_ref, tmp_path):
+    out = copy_folder(sa_ref, tmp_path / "i")
+    data = (out / "sanity.csv").read_bytes()
+    (out / "sanity.csv").write_bytes(data[:-5])  # a cut last line, which a resuming run would drop
+    moved = copy_folder(images, tmp_path / "imgs")
+    (moved / "im0.png").write_bytes((moved / "im2.png").read_bytes())
+    with pytest.raises(RunFolderError, match="im0.png: the image file changed"):
+        sanity(model, moved, out)
+    assert (out / "sanity.csv").read_bytes() == data[:-5]
+
+
 def test_a_second_run_on_the_same_folder_at_once_is_refused(model, images, ev_ref, tmp_path):
     from explainers.run_folder import RunFolder
 

@@ -15,8 +15,9 @@ Command line::
 writes ``results.csv`` (one row per image and method), ``curves.csv`` (the insertion and deletion curves),
 ``summary.csv`` / ``summary.md`` (mean and 95% confidence interval per method and metric, best first) and
 ``curves.html`` (a self-contained Plotly page of the mean curves per method). A run is resumable (pairs of
-image and method already in ``results.csv`` are skipped) and deterministic (seeds derive from image names);
-with ``--ray`` it is sharded on Ray workers and writes the same rows.
+image and method already in ``results.csv`` are skipped), bound to its configuration (``run.json``: a fingerprint
+of model, weights hash and settings; another one is refused) and deterministic (seeds derive from image names);
+with ``--ray`` it is sharded on Ray workers and writes the same rows. Formats: docs/evaluation.md.
 
 The code lives in :mod:`explainers.evaluation`; this module keeps the names importable from here.
 """

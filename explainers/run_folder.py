@@ -133,6 +133,10 @@ def _short(v) -> str:
     return text if len(text) <= 80 else text[:77] + "…"
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def differences(old: dict, new: dict) -> list[str]:
     return [f"{k}: {_short(old.get(k))} in the folder, {_short(new.get(k))} now"
             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -234,7 +238,8 @@ def _text(v) -> str:
 
 
 class RunFolder:
-    """An output folder bound to one fingerprint: ``open()`` checks or creates ``run.json`` and takes the lock."""
+    """An output folder bound to one fingerprint: ``open()`` takes the lock and checks ``run.json`` against the
+    fingerprint; :meth:`write_run_json` records it once the data files were checked too."""
 
     def __init__(self, out, command: str, fingerprint: dict, methods: dict, info: dict | None = None,
                  data_files: tuple[str, ...] = ()):
@@ -300,7 +305,7 @@ class RunFolder:
         if path.exists() or path.is_symlink():
             old = read_run_json(path)
             if old["command"] != self.command:
-                raise RunFolderError(f"{self.out} holds a {old['command']} run, not a {self.command} run; {refuse}")
+                raise RunFolderError(f"{self.out} holds a {old['command']} run, not {_a(self.command)} run; {refuse}")
             diff = differences(old["fingerprint"], self.fingerprint)
             for m in sorted(set(old["methods"]) & set(self.methods)):
                 if old["methods"][m] != self.methods[m]:
@@ -315,9 +320,9 @@ class RunFolder:
             if present:
                 raise RunFolderError(f"{self.out} holds {', '.join(present)} but no run.json, so the configuration "
                                      "of those rows cannot be checked; use another --out folder (or move them away)")
-        self.write_run_json()
 
     def write_run_json(self) -> None:
+        """Record the fingerprint (and the methods, old and new): once the folder's files were found sound."""
         from . import __version__
 
         body = {"format": FORMAT, "command": self.command, "run_id": self.run_id, "fingerprint": self.fingerprint,

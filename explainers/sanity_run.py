@@ -2,12 +2,14 @@
 
     python -m explainers sanity --model M [--weights P] --methods all|a,b --images DIR [--limit N] --out DIR
 
-Every finished image is appended to ``OUT/sanity.csv`` at once, so a run that stops (a closed laptop, a time limit)
-keeps its work: running the same command again skips the (image, method) pairs already there and computes the rest
-(more methods or a higher ``--limit`` extend a folder). The settings that change the numbers (model, seed, modes,
-random-logit test) are kept in ``OUT/run.json``; a rerun with other settings is refused rather than mixed in.
-``summary.csv`` / ``summary.md`` and ``sanity.html`` are written from everything in the folder that the command
-asked for. :func:`read_results` rebuilds :class:`~explainers.sanity.SanityResult` objects from such CSV files.
+Every finished image is appended to ``OUT/sanity.csv`` at once (one write, each line with its checksum), so a run
+that stops (a closed laptop, a time limit) keeps its work: running the same command again skips the (image, method)
+pairs already there and computes the rest (more methods or a higher ``--limit`` extend a folder). ``OUT/run.json``
+holds the fingerprint of what changes the numbers (model, weights hash, seed, modes, random-logit test, method
+parameters; :mod:`explainers.run_folder`); a rerun with another one is refused rather than mixed in, and damaged
+files are reported with their line. ``summary.csv`` / ``summary.md`` and ``sanity.html`` are written from everything
+in the folder that the command asked for. :func:`read_results` rebuilds :class:`~explainers.sanity.SanityResult`
+objects from such CSV files. Formats: docs/sanity.md.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def read_results(folders) -> list[S.SanityResult]:
     return out
 
 
-def _resume(table: Table, modes, random_logit: bool) -> tuple[dict[tuple[str, str], str], list[str]]:
+def _resume(table: Table, modes, random_logit: bool, check=None) -> tuple[dict[tuple[str, str], str], list[str]]:
     """The complete (image, method) pairs of sanity.csv ({pair: image digest}) and notes on what was left out
     (an interrupted last line, pairs without all their rows: rewritten without them, computed again)."""
     records, cut = table.read()
@@ -125,6 +127,8 @@ def _resume(table: Table, modes, random_logit: bool) -> tuple[dict[tuple[str, st
         have = {r.mode for r in got} | ({"random_logit"} if any(r.random_logit for r in got) else set())
         if have == need and len(rs) == sum(len(r.steps) + bool(r.random_logit) for r in got):
             complete[image, method] = rs[0].cells[IMAGE_HASH]
+    if check is not None:  # may refuse the folder before anything is rewritten
+        check(complete)
     keep = [r for r in records if (r.cells["image"], r.cells["method"]) in complete]
     notes = []
     if cut or len(keep) < len(records):
@@ -162,12 +166,16 @@ def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), 
     with run:
         out = run.out
         table = run.table("sanity.csv", [*FIELDS, IMAGE_HASH])
-        done, notes = _resume(table, modes, random_logit)
         digests = {f.name: file_digest(f) for f in files}
-        changed = sorted({n for (n, _), d in done.items() if d and digests.get(n) and d != digests[n]})
-        if changed:
-            raise RunFolderError(f"{changed[0]}: the image file changed since its rows in {out} were written; use "
-                                 "another --out folder")
+
+        def same_images(done):
+            changed = sorted({n for (n, _), d in done.items() if d and digests.get(n) and d != digests[n]})
+            if changed:
+                raise RunFolderError(f"{changed[0]}: the image file changed since its rows in {out} were written; "
+                                     "use another --out folder")
+
+        done, notes = _resume(table, modes, random_logit, same_images)
+        run.write_run_json()
         for note in notes:
             print(note, file=sys.stderr)
         table.start()

@@ -129,8 +129,8 @@ class RayWorkers:
                     ray.init(address="local", num_cpus=cpus, include_dashboard=False, **kw)
                 else:
                     ray.init(address=mode, **kw)
-            except (ConnectionError, RuntimeError, ValueError) as e:
-                raise InvalidParameterError(f"--ray {address!r}: cannot start or join the Ray cluster ({e})") from e
+            except Exception as e:  # noqa: BLE001 - Ray raises many kinds (ConnectionError, AuthenticationError...)
+                raise connect_error(address, mode, e) from None
             self._started = True
             env = None  # the job's runtime environment already reaches every worker
         else:
@@ -163,24 +163,7 @@ class RayWorkers:
         weights = resolve_weights(weights)
         self.actors = [actor.options(**opts).remote(model, weights, device, int(cpw)) for _ in range(n)]
         infos = ray.get([a.ready.remote() for a in self.actors])
-        for info in infos:
-            if info["error"] is not None:
-                kind, msg, ours = info["error"]
-                if weights is not None and weights != "random" and "does not exist" in msg:
-                    raise ModelLoadError(f"the Ray worker on node {info['node']} has no weights at {weights}: copy "
-                                         "them there (the same path on every node) or put them on a shared "
-                                         "filesystem")
-                if ours:
-                    raise _rebuild(kind, f"on Ray node {info['node']}: {msg}")
-                raise ModelLoadError(f"a Ray worker on node {info['node']} could not load the model ({kind}: {msg})")
-        prints = {}
-        for info in infos:
-            prints.setdefault(json.dumps(info["fingerprint"], sort_keys=True), []).append(info["node"])
-        if len(prints) > 1:
-            (a, na), (b, nb) = list(prints.items())[:2]
-            diff = differences(json.loads(a), json.loads(b))
-            raise ModelLoadError(f"the Ray workers loaded different models: on {na[0]} and on {nb[0]} "
-                                 f"({'; '.join(diff)}); give every node the same weights file")
+        check_workers(infos, weights)
         self.infos = infos
         self.name, self.weights_path = infos[0]["name"], infos[0]["weights_path"]
         self.run_fingerprint = infos[0]["fingerprint"]
@@ -262,6 +245,52 @@ def resolve_weights(weights) -> str | None:
     if not path.exists():
         raise ModelLoadError(f"weights path {str(weights)!r} does not exist (on this machine, the Ray driver)")
     return str(path.resolve())
+
+
+def check_workers(infos: list[dict], weights: str | None) -> None:
+    """Every worker loaded the model, and the same one (the same weights hash on every node)."""
+    for info in infos:
+        if info["error"] is not None:
+            kind, msg, ours = info["error"]
+            if weights is not None and weights != "random" and "does not exist" in msg:
+                raise ModelLoadError(f"the Ray worker on node {info['node']} has no weights at {weights}: copy them "
+                                     "there (the same path on every node) or put them on a shared filesystem")
+            if ours:
+                raise _rebuild(kind, f"on Ray node {info['node']}: {msg}")
+            raise ModelLoadError(f"a Ray worker on node {info['node']} could not load the model ({kind}: {msg})")
+    prints: dict[str, list] = {}
+    for info in infos:
+        prints.setdefault(json.dumps(info["fingerprint"], sort_keys=True), []).append(info["node"])
+    if len(prints) > 1:
+        (a, na), (b, nb) = list(prints.items())[:2]
+        raise ModelLoadError(f"the Ray workers loaded different models: on {na[0]} and on {nb[0]} "
+                             f"({'; '.join(differences(json.loads(a), json.loads(b)))}); give every node the same "
+                             "weights file")
+
+
+def _has_token() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").is_file()
+
+
+def connect_error(address: str, mode: str, e: BaseException) -> InvalidParameterError:
+    """What to do when ``ray.init`` fails: for a cluster, the token authentication of Ray 2.59+ is the usual cause
+    (Ray's own error says only "Failed to connect"; its log says InvalidAuthToken)."""
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    what = f"{type(e).__name__}: {first}" if first else type(e).__name__
+    if mode == "local":
+        return InvalidParameterError(f"--ray {address!r}: cannot start a local Ray instance ({what})")
+    token = ("this process has a token: check that it is the head node's" if _has_token() else
+             "this process has none")
+    return InvalidParameterError(
+        f"--ray {address!r}: cannot join the Ray cluster ({what}). Ray 2.59+ clusters use token authentication when "
+        "their head has a token (`ray start` turns it on when ~/.ray/auth_token exists or RAY_AUTH_MODE=token is "
+        "set; Ray's log then says InvalidAuthToken), and every node and this driver need the same token: export "
+        "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<the output of `ray get-auth-token` on the head>, or copy the head's "
+        f"~/.ray/auth_token here (or point RAY_AUTH_TOKEN_PATH at a copy); {token}. Otherwise check that the head "
+        "runs and that the address is its GCS address (HEAD:6379) or its Ray Client address (ray://HEAD:10001). "
+        "See docs/evaluation.md.")
 
 
 def _rebuild(kind: str, msg: str) -> ExplainerError:

@@ -149,13 +149,17 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
         out = folder.out
         res_t = folder.table("results.csv", (*columns, IMAGE_HASH))
         cur_t = folder.table("curves.csv", CURVE_COLUMNS)
-        done, notes = resume_state(res_t, cur_t)
         digests = {f.name: input_digest(read_image_bytes(f)[0], entries[f.name]) for f in files}
-        changed = sorted({n for (n, _), d in done.items() if d and digests.get(n) and d != digests[n]})
-        if changed:
-            raise RunFolderError(f"{changed[0]}{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}: the "
-                                 f"image file or its boxes.json entry changed since its rows in {out} were written; "
-                                 "use another --out folder")
+
+        def same_inputs(done):
+            changed = sorted({n for (n, _), d in done.items() if d and digests.get(n) and d != digests[n]})
+            if changed:
+                raise RunFolderError(f"{changed[0]}{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}: "
+                                     f"the image file or its boxes.json entry changed since its rows in {out} were "
+                                     "written; use another --out folder")
+
+        done, notes = resume_state(res_t, cur_t, same_inputs)
+        folder.write_run_json()
         for note in notes:
             print(note, file=sys.stderr)
         res_t.start()

@@ -46,12 +46,13 @@ def _by_pair(table: Table, records, key) -> dict:
     return out
 
 
-def resume_state(res: Table, cur: Table) -> tuple[dict[tuple[str, str], str], list[str]]:
+def resume_state(res: Table, cur: Table, check=None) -> tuple[dict[tuple[str, str], str], list[str]]:
     """The complete pairs of a folder ({(image, method): input digest}) and notes on what was left out.
 
     A pair is complete when its results line is whole and, unless it records an error, its three curves are too.
     A last line cut by an interruption and the lines of incomplete pairs are removed (both files rewritten
-    atomically), so that the rerun computes those pairs again; any other damage raises :class:`RunFolderError`."""
+    atomically), so that the rerun computes those pairs again; any other damage raises :class:`RunFolderError`.
+    ``check(complete)`` may refuse the folder before anything is rewritten."""
     rows, res_cut = res.read()
     curves, cur_cut = cur.read()
     by_pair = _by_pair(res, rows, lambda c: (c["image"], c["method"]))
@@ -63,6 +64,9 @@ def resume_state(res: Table, cur: Table) -> tuple[dict[tuple[str, str], str], li
     keep_rows = [r for r in rows if (r.cells["image"], r.cells["method"]) in complete]
     keep_curves = [r for r in curves if (k := (r.cells["image"], r.cells["method"])) in complete
                    and not complete[k].cells["error"]]
+    done = {k: r.cells[IMAGE_HASH] for k, r in complete.items()}
+    if check is not None:
+        check(done)
     notes = []
     if res_cut or cur_cut:
         notes.append(f"a last line cut by an interruption was left out of "
@@ -77,7 +81,7 @@ def resume_state(res: Table, cur: Table) -> tuple[dict[tuple[str, str], str], li
         res.rewrite(keep_rows)
         cur.rewrite(keep_curves)
         notes = [f"resuming {res.path.parent}: " + "; ".join(notes) + "; those pairs are computed again"]
-    return {k: r.cells[IMAGE_HASH] for k, r in complete.items()}, notes
+    return done, notes
 
 
 def _table(path: Path) -> Table | None:

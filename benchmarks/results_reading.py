@@ -33,8 +33,8 @@ def reading(model: dict, reference=("random", "gaussian")) -> list[str]:
     methods = {m: e for m, e in ev["methods"].items() if m not in reference}
     out = []
     if methods:
-        out.append(f"On {model['title']}, {ev['images']} images so far "
-                   f"({len(methods)} methods with rows; the model is right on {ev['correct']} of these images).")
+        out.append(f"On {model['title']}, {ev['images']} image{'s' if ev['images'] != 1 else ''} "
+                   f"({len(methods)} methods with rows; the model is right on {ev['correct']} of them).")
     for k, lead in ev.get("leaders", {}).items():
         best = methods[lead["leader"]]["metrics"][k]
         text = f"On {TITLES[k]}, `{lead['leader']}` leads ({fmt(best)})"
@@ -47,18 +47,21 @@ def reading(model: dict, reference=("random", "gaussian")) -> list[str]:
         out.append(text + ".")
     if methods and "random" in ev["methods"]:
         compared = {m: e for m, e in methods.items() if e.get("versus", {}).get("random")}
+        others = [r for r in reference if r != "random"]
         no_random = [m for m, e in compared.items() if not beats(e, "random")]
-        neither = [m for m in no_random if not any(beats(compared[m], r) for r in reference if r != "random")]
-        if no_random:
-            out.append(f"No better than the random map on either insertion or deletion AUC: {names(no_random)}"
-                       + (f"; {names(neither)} also beat{'s' if len(neither) == 1 else ''} neither reference row."
-                          if neither else "."))
-        elif compared:
+        neither = [m for m in no_random if not any(beats(compared[m], r) for r in others)]
+        only_random = [m for m in no_random if m not in neither]
+        below = [m for m, e in compared.items() if m not in no_random
+                 and any(e.get("versus", {}).get(r) and not beats(e, r) for r in others)]
+        if neither:
+            out.append(f"{names(neither)} beat{'s' if len(neither) == 1 else ''} neither reference row (the random "
+                       "map nor the centred Gaussian) on insertion or deletion AUC (paired 95 % intervals).")
+        if only_random:
+            out.append(f"No better than the random map on either AUC: {names(only_random)}.")
+        if below:
+            out.append(f"Better than the random map but not than the centred Gaussian: {names(below)}.")
+        if compared and not no_random:
             out.append("Every method beats the random map on insertion or deletion AUC (paired 95 % intervals).")
-        below_gauss = [m for m, e in compared.items() if e.get("versus", {}).get("gaussian")
-                       and not beats(e, "gaussian")]
-        if below_gauss:
-            out.append(f"No better than the centred Gaussian on either AUC: {names(below_gauss)}.")
     checked = {m: e for m, e in san["methods"].items() if "passes" in e}
     if checked:
         flagged = [m for m, e in checked.items() if not e["passes"] and m not in reference]

@@ -32,7 +32,7 @@ def spec_titled(at, text: str) -> dict:
 def test_benchmark_page_ranks_methods_with_the_reference_floor_and_sanity_verdicts(fixture_results):
     at = open_page("benchmark")
     assert at.title[0].value == "Benchmark"
-    assert any("flat" in m.value and "No better than the random map" in m.value for m in at.markdown)
+    assert any("`flat` beats neither reference row" in m.value for m in at.markdown)
     assert [w for w in at.warning] == [] and any("Complete" in s.value for s in at.success)  # Model One: complete
     rank = spec_titled(at, "Insertion AUC: mean and 95 % interval")
     traces = {t["name"]: t for t in rank["data"]}
@@ -59,6 +59,7 @@ def test_benchmark_page_ranks_methods_with_the_reference_floor_and_sanity_verdic
     assert order.index("flat") > order.index("good")
     at.radio(key="bm.model").set_value("m2").run()
     check_clean(at)
+    assert list(at.dataframe[0].value.images) == ["3 of 6", "3 of 6"]
     warning = at.warning[0].value
     assert "incomplete rows** for good (3 of 6), random (3 of 6)" in warning
     assert "not run yet** for flat, gaussian, rise" in warning

@@ -46,7 +46,6 @@ def ranking(model: dict, order: list[str], metric: str, title: str, reference: t
                                  hovertemplate="%{y}: %{x:.3f} ± %{error_x.array:.3f}<extra></extra>"))
         fig.add_vline(x=s["mean"], line=dict(width=1, **REFERENCE_STYLE[ref]))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=shown, automargin=True)
-    fig.update_xaxes(title_text=title)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, font=dict(size=11)),
                       title=dict(text=f"{title}: mean and 95 % interval", font=dict(size=14)))
     return _compact(fig, 140 + 24 * len(shown))
@@ -74,8 +73,8 @@ def curves(model: dict, fractions: list[float], methods: list[str], kind: str,
     fig.update_xaxes(title_text=f"fraction of pixels {verb}", tickformat=".0%", range=[0, 1])
     fig.update_yaxes(title_text="probability of the class (mean)", rangemode="tozero")
     fig.update_layout(title=dict(text=f"Mean {kind} curve ({better} is better)", font=dict(size=14)),
-                      legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, font=dict(size=11)))
-    return _compact(fig, 320 + 11 * len(fig.data))
+                      legend=dict(orientation="h", yanchor="top", y=-0.32, x=0, font=dict(size=11)))
+    return _compact(fig, 340 + 11 * len(fig.data))
 
 
 def cost(model: dict, metric: str, title: str, reference: tuple[str, ...]) -> go.Figure:

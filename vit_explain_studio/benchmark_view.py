@@ -64,6 +64,13 @@ def _versus(entry: dict, ref: str) -> str:
     return " and ".join(won) if won else "no"
 
 
+def _images(model: dict, method: str) -> str:
+    """"100", or "37 of 100" while the method's evaluation rows are incomplete."""
+    done = model["evaluate"]["methods"][method]["images"]
+    want = model["coverage"]["evaluate"].get(method, {}).get("expected", done)
+    return str(done) if done >= want else f"{done} of {want}"
+
+
 def table(model: dict, order: list[str], metric: str, reference: tuple[str, ...]) -> pd.DataFrame:
     """The ranking as a table: the chosen metric, both AUCs, sanity verdict, paired comparisons, cost."""
     rows = []
@@ -72,11 +79,11 @@ def table(model: dict, order: list[str], metric: str, reference: tuple[str, ...]
         sec = bp.stat(model, m, "seconds")
         rows.append({"rank": rank, "method": m + (" (reference)" if m in reference else ""),
                      "score (95 % CI)": _fmt(bp.stat(model, m, metric)),
+                     "sanity": bp.verdict(model, m) if m not in reference else "reference",
                      "insertion AUC": _fmt(bp.stat(model, m, "insertion_auc")),
                      "deletion AUC": _fmt(bp.stat(model, m, "deletion_auc")),
-                     "sanity": bp.verdict(model, m) if m not in reference else "reference",
                      "beats random on": _versus(e, "random"), "beats Gaussian on": _versus(e, "gaussian"),
-                     "s / image": None if sec is None else round(sec["mean"], 3), "images": e["images"]})
+                     "s / image": None if sec is None else round(sec["mean"], 3), "images": _images(model, m)})
     return pd.DataFrame(rows)
 
 

@@ -72,12 +72,19 @@ def paired(a: dict[str, float], b: dict[str, float], higher_is_better: bool) -> 
             "worse": bool(mean + half < 0)}
 
 
+SETTINGS = ("model", "weights_sha256", "preset", "steps", "tolerance", "extra_metrics", "seed", "modes",
+            "random_logit", "results_version")
+
+
 def _settings(folder: Path) -> dict:
-    path = folder / "run.json"
+    """The settings of a run folder that change its numbers (from ``run.json``, its fingerprint when it has one;
+    no machine paths)."""
     try:
-        return json.loads(path.read_text())
+        body = json.loads((folder / "run.json").read_text())
     except (OSError, ValueError):
         return {}
+    fp = body.get("fingerprint") if isinstance(body.get("fingerprint"), dict) else body
+    return {k: fp[k] for k in SETTINGS if k in fp}
 
 
 def _evaluation(folder: Path, order: list[str]) -> dict:

@@ -46,7 +46,8 @@ def reading(model: dict, reference=("random", "gaussian")) -> list[str]:
             text += " and is ahead of every other method by a paired 95 % interval"
         out.append(text + ".")
     if methods and "random" in ev["methods"]:
-        compared = {m: e for m, e in methods.items() if e.get("versus", {}).get("random")}
+        compared = {m: e for m, e in methods.items() if e.get("versus", {}).get("random")
+                    and all(p["ci95"] is not None for p in e["versus"]["random"].values())}  # 2+ images
         others = [r for r in reference if r != "random"]
         no_random = [m for m, e in compared.items() if not beats(e, "random")]
         neither = [m for m in no_random if not any(beats(compared[m], r) for r in others)]

@@ -60,6 +60,8 @@ def _versus(entry: dict, ref: str) -> str:
     p = entry.get("versus", {}).get(ref)
     if not p:
         return "—"
+    if any(p[k]["ci95"] is None for k in ("insertion_auc", "deletion_auc")):
+        return "n/a"  # fewer than two images in common: no interval
     won = [w for w, k in (("insertion", "insertion_auc"), ("deletion", "deletion_auc")) if p[k]["better"]]
     return " and ".join(won) if won else "no"
 

@@ -9,15 +9,23 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from explainers.evaluation.core import result_columns
 from explainers.metrics import EXTRA_METRICS
 from explainers.metrics import randomisation as R
 from explainers.sanity import SanityResult
 from explainers.sanity_run import FIELDS
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+import results_data as D  # noqa: E402
+import run_reference as plan  # noqa: E402
 
 LAYERS = 12
 FRACTIONS = np.linspace(0, 1, 21)
@@ -82,3 +90,29 @@ def write_sanity(folder: Path, methods: dict[str, str], images: list[str]) -> No
                     w.writerows(_result(m, img, mode, PROFILES[prof][1]).rows())
     (folder / "run.json").write_text(json.dumps({"model": "fixture", "seed": 0,
                                                  "modes": ["cascading", "independent"], "random_logit": True}))
+
+
+METHODS_1 = {"good": "good", "flat": "flat", "rise": "good", "random": "random", "gaussian": "gaussian"}
+
+
+@pytest.fixture
+def small_plan(monkeypatch):
+    """Two models, five methods (``rise`` the many-pass one), 6 evaluation and 4 (2) sanity images."""
+    monkeypatch.setattr(plan, "TIERS", (("cheap", ("good", "flat", "random", "gaussian")), ("heavy", ("rise",))))
+    monkeypatch.setattr(plan, "MODELS", (plan.Model("m1", "Model One", ""), plan.Model("m2", "Model Two", "")))
+    monkeypatch.setattr(plan, "EVAL_IMAGES", 6)
+    monkeypatch.setattr(plan, "SANITY_IMAGES", 4)
+    monkeypatch.setattr(plan, "HEAVY_SANITY_IMAGES", 2)
+
+
+def build(root, m2_images: int = 3):
+    """m1 complete; m2 with ``good`` and ``random`` on the first ``m2_images`` images and no sanity run."""
+    images = image_names(6)
+    write_evaluation(root / "m1" / "evaluate", METHODS_1, images)
+    write_sanity(root / "m1" / "sanity", {k: v for k, v in METHODS_1.items() if k != "rise"}, images[:4])
+    write_sanity(root / "m1" / "sanity2", {"rise": "good"}, images[:2])
+    extra = (root / "m1" / "sanity2" / "sanity.csv").read_text().split("\n", 1)[1]
+    with open(root / "m1" / "sanity" / "sanity.csv", "a") as fh:
+        fh.write(extra)
+    write_evaluation(root / "m2" / "evaluate", {"good": "good", "random": "random"}, images[:m2_images], seed=1)
+    return D.collect(root, plan.MODELS)

@@ -10,7 +10,7 @@ import sys
 import pytest
 from app_support import check_clean, offline_weights, open_page, plotly_specs  # noqa: F401
 from conftest import ROOT
-from test_benchmark_results import build, small_plan  # noqa: F401
+from results_fixture import build, small_plan  # noqa: F401
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import results_data as D  # noqa: E402

@@ -11,38 +11,13 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-import results_fixture as F
 from conftest import ROOT
+from results_fixture import build, small_plan  # noqa: F401  (a fixture)
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import results_data as D  # noqa: E402
 import results_tables as T  # noqa: E402
 import run_reference as plan  # noqa: E402
-
-METHODS_1 = {"good": "good", "flat": "flat", "rise": "good", "random": "random", "gaussian": "gaussian"}
-
-
-@pytest.fixture
-def small_plan(monkeypatch):
-    """Two models, five methods (``rise`` the many-pass one), 6 evaluation and 4 (2) sanity images."""
-    monkeypatch.setattr(plan, "TIERS", (("cheap", ("good", "flat", "random", "gaussian")), ("heavy", ("rise",))))
-    monkeypatch.setattr(plan, "MODELS", (plan.Model("m1", "Model One", ""), plan.Model("m2", "Model Two", "")))
-    monkeypatch.setattr(plan, "EVAL_IMAGES", 6)
-    monkeypatch.setattr(plan, "SANITY_IMAGES", 4)
-    monkeypatch.setattr(plan, "HEAVY_SANITY_IMAGES", 2)
-
-
-def build(root, m2_images: int = 3):
-    """m1 complete; m2 with ``good`` and ``random`` on the first ``m2_images`` images and no sanity run."""
-    images = F.image_names(6)
-    F.write_evaluation(root / "m1" / "evaluate", METHODS_1, images)
-    F.write_sanity(root / "m1" / "sanity", {k: v for k, v in METHODS_1.items() if k != "rise"}, images[:4])
-    F.write_sanity(root / "m1" / "sanity2", {"rise": "good"}, images[:2])
-    extra = (root / "m1" / "sanity2" / "sanity.csv").read_text().split("\n", 1)[1]
-    with open(root / "m1" / "sanity" / "sanity.csv", "a") as fh:
-        fh.write(extra)
-    F.write_evaluation(root / "m2" / "evaluate", {"good": "good", "random": "random"}, images[:m2_images], seed=1)
-    return D.collect(root, plan.MODELS)
 
 
 def test_docs_and_summary_json_are_regenerated_from_the_committed_results():
@@ -71,7 +46,8 @@ def test_the_plan_covers_every_registered_method_with_relative_paths():
     assert sorted(set(evaluated)) == sorted(plan.methods()) and len(evaluated) == 2 * len(plan.methods())
 
 
-def test_means_intervals_and_paired_comparisons(small_plan, tmp_path):
+@pytest.mark.usefixtures("small_plan")
+def test_means_intervals_and_paired_comparisons(tmp_path):
     from scipy import stats
 
     s = build(tmp_path)
@@ -95,7 +71,8 @@ def test_means_intervals_and_paired_comparisons(small_plan, tmp_path):
     assert "flat" not in m1["leaders"]["insertion_auc"]["tied"]
 
 
-def test_reading_and_tables_say_what_the_numbers_say(small_plan, tmp_path):
+@pytest.mark.usefixtures("small_plan")
+def test_reading_and_tables_say_what_the_numbers_say(tmp_path):
     s = build(tmp_path)
     one = " ".join(s["models"][0]["reading"])
     assert "`flat` beats neither reference row (the random map nor the centred Gaussian)" in one
@@ -118,7 +95,8 @@ def test_reading_and_tables_say_what_the_numbers_say(small_plan, tmp_path):
     assert "| Model Two | sanity | 0 of 5 | 0 of 18 | not started |" in text
 
 
-def test_check_complete_reports_a_constructed_gap(small_plan, tmp_path, capsys):
+@pytest.mark.usefixtures("small_plan")
+def test_check_complete_reports_a_constructed_gap(tmp_path, capsys):
     s = build(tmp_path, m2_images=6)
     assert not [g for g in D.gaps(s) if g.startswith("m1 ")]
     assert "m2 evaluate flat: 0 of 6 images" in D.gaps(s) and "m2 sanity good: 0 of 4 images" in D.gaps(s)
@@ -131,7 +109,8 @@ def test_check_complete_reports_a_constructed_gap(small_plan, tmp_path, capsys):
     assert not [line for line in out.splitlines() if line.startswith("m1 ") and "flat" not in line]
 
 
-def test_write_replaces_only_the_generated_block(small_plan, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("small_plan")
+def test_write_replaces_only_the_generated_block(tmp_path, monkeypatch):
     build(tmp_path)
     doc = tmp_path / "page.md"
     doc.write_text(f"# Title\n\nHand-written.\n\n{T.BEGIN}\nstale table\n{T.END}\n\nAfter.\n")

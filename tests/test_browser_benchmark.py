@@ -11,7 +11,7 @@ import time
 import pytest
 from browser_support import launch, streamlit_server, wait_idle
 from conftest import ROOT, WEIGHTS, _require
-from test_benchmark_results import build
+from results_fixture import build
 
 pytestmark = pytest.mark.browser
 

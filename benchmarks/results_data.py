@@ -200,4 +200,4 @@ def gaps(summary: dict) -> list[str]:
 
 
 def write_json(summary: dict, path: Path) -> None:
-    Path(path).write_text(json.dumps(summary, indent=1, sort_keys=False) + "\n")
+    Path(path).write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")  # strict JSON: no NaN

@@ -13,6 +13,7 @@ asked for. :func:`read_results` rebuilds :class:`~explainers.sanity.SanityResult
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import time
@@ -21,130 +22,189 @@ from pathlib import Path
 from . import sanity as S
 from .errors import InvalidParameterError
 from .metrics import randomisation as R
+from .run_folder import (
+    CHECKSUM,
+    IMAGE_HASH,
+    RESULTS_VERSION,
+    RunFolder,
+    RunFolderError,
+    Table,
+    file_digest,
+    method_params,
+    model_fingerprint,
+    refuse_random_weights,
+    table_of,
+    write_atomic,
+)
 
 __all__ = ["run_sanity", "read_results", "add_cli"]
 
 FIELDS = ["image", "method", "target", "mode", "step", "label", "blocks_randomised", "spearman", "ssim", "topk"]
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+TOPK = 0.1  # the top-k fraction of the similarity (sanity_check's default)
 _PLANS = {"cascading": R.cascading_steps, "independent": R.independent_steps}
+
+
+def _pair_results(image, method, rs: list[dict], where: str) -> list[S.SanityResult]:
+    """The results of one (image, method) from its rows; :class:`InvalidParameterError` when they are not whole."""
+    logit = next((r for r in rs if r["mode"] == "random_logit"), None)
+    out = []
+    for mode, plan_of in _PLANS.items():
+        by_step: dict[int, dict] = {}
+        for r in rs:
+            if r["mode"] == mode:
+                by_step.setdefault(int(r["step"]), r)
+        if not by_step:
+            continue
+        plan = plan_of(max(0, len(by_step) - 3))  # original, head, L blocks, embeddings
+        if sorted(by_step) != [s.index for s in plan] or any(by_step[s.index]["label"] != s.label for s in plan):
+            raise InvalidParameterError(f"{where}: {image} / {method} ({mode}): the steps are not a whole run; run "
+                                        "the sanity command on its folder again to compute them")
+        vals = {k: [float(by_step[s.index][k]) for s in plan] for k in R.SIMILARITIES}
+        res = S.SanityResult(method=method, image=image, mode=mode, target=int(by_step[0]["target"]), steps=plan,
+                             num_layers=len(plan) - 3, **vals)
+        if logit is not None and (mode == "cascading" or not any(r["mode"] == "cascading" for r in rs)):
+            res.random_logit = {k: float(logit[k]) for k in R.SIMILARITIES}
+            res.other_class = int(logit["label"].removeprefix("class "))
+        out.append(res)
+    return out
+
+
+def _rows_of(path: Path) -> list[tuple[int, dict]]:
+    with open(path, "rb") as fh:
+        head = fh.readline().decode("utf-8", "replace").strip().split(",")
+    if head and head[-1] == CHECKSUM:
+        return [(r.line, r.cells) for r in table_of(path, head[:-1]).read()[0]]
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:  # written before checksums
+        return [(i, r) for i, r in enumerate(csv.DictReader(fh), start=2) if r.get("topk") is not None]
 
 
 def read_results(folders) -> list[S.SanityResult]:
     """:class:`SanityResult` objects (every mode, with the random-logit values) rebuilt from ``sanity.csv`` files.
 
     folders: output folders (or their ``sanity.csv`` paths) of runs over disjoint or overlapping sets of images: an
-    (image, method, mode) seen twice keeps its first copy. Incomplete runs of one pair are refused."""
+    (image, method, mode) seen twice keeps its first copy. Incomplete runs of one pair are refused; lines are
+    checked against their folder's run.json (a last line cut by an interruption is left out)."""
     rows: dict[tuple, list[dict]] = {}
+    where = {}
     for folder in [folders] if isinstance(folders, (str, Path)) else folders:
         path = Path(folder)
         path = path / "sanity.csv" if path.is_dir() else path
-        with open(path, newline="") as fh:
-            for r in csv.DictReader(fh):
-                rows.setdefault((r["image"], r["method"]), []).append(r)
+        try:
+            found = _rows_of(path)
+        except OSError as e:
+            raise RunFolderError(f"cannot read {path} ({e.strerror or e})") from None
+        for line, r in found:
+            rows.setdefault((r["image"], r["method"]), []).append(r)
+            where.setdefault((r["image"], r["method"]), f"{path} line {line}")
     out = []
     for (image, method), rs in rows.items():
-        logit = next((r for r in rs if r["mode"] == "random_logit"), None)
-        for mode, plan_of in _PLANS.items():
-            by_step: dict[int, dict] = {}
-            for r in rs:
-                if r["mode"] == mode:
-                    by_step.setdefault(int(r["step"]), r)
-            if not by_step:
-                continue
-            plan = plan_of(len(by_step) - 3)  # original, head, L blocks, embeddings
-            if sorted(by_step) != [s.index for s in plan] or any(by_step[s.index]["label"] != s.label for s in plan):
-                raise InvalidParameterError(f"{path}: {image} / {method} ({mode}): the steps are not a whole run")
-            vals = {k: [float(by_step[s.index][k]) for s in plan] for k in R.SIMILARITIES}
-            res = S.SanityResult(method=method, image=image, mode=mode, target=int(by_step[0]["target"]), steps=plan,
-                                 num_layers=len(plan) - 3, **vals)
-            if logit is not None and mode == "cascading":
-                res.random_logit = {k: float(logit[k]) for k in R.SIMILARITIES}
-                res.other_class = int(logit["label"].removeprefix("class "))
-            out.append(res)
+        try:
+            out += _pair_results(image, method, rs, where[image, method])
+        except (ValueError, KeyError, AttributeError) as e:
+            raise RunFolderError(f"{where[image, method]}: {image} / {method}: {e}") from None
     return out
 
 
-def _done(results, modes, random_logit: bool) -> set[tuple[str, str]]:
-    """(image, method) pairs complete for every mode asked for (and with their random-logit row if asked)."""
-    have: dict[tuple[str, str], set] = {}
-    for r in results:
-        have.setdefault((r.image, r.method), set()).add(r.mode)
-        if r.random_logit:
-            have[r.image, r.method].add("random_logit")
+def _resume(table: Table, modes, random_logit: bool) -> tuple[dict[tuple[str, str], str], list[str]]:
+    """The complete (image, method) pairs of sanity.csv ({pair: image digest}) and notes on what was left out
+    (an interrupted last line, pairs without all their rows: rewritten without them, computed again)."""
+    records, cut = table.read()
+    by_pair: dict[tuple, list] = {}
+    for r in records:
+        by_pair.setdefault((r.cells["image"], r.cells["method"]), []).append(r)
     need = set(modes) | ({"random_logit"} if random_logit else set())
-    return {k for k, v in have.items() if need <= v}
-
-
-def _settings(out: Path, settings: dict) -> None:
-    path = out / "run.json"
-    if path.exists():
-        old = json.loads(path.read_text())
-        diff = [k for k in settings if old.get(k) != settings[k]]
-        if diff:
-            raise InvalidParameterError(
-                f"{str(out)!r} holds a sanity run with other settings "
-                f"({', '.join(f'{k}: {old.get(k)!r}' for k in diff)}; now {', '.join(repr(settings[k]) for k in diff)})"
-                "; use another --out folder, or the same settings to extend it")
-    else:
-        path.write_text(json.dumps(settings, indent=1) + "\n")
+    complete = {}
+    for (image, method), rs in by_pair.items():
+        try:
+            got = _pair_results(image, method, [r.cells for r in rs], str(table.path))
+        except InvalidParameterError:
+            continue
+        except (ValueError, KeyError) as e:
+            raise table.damaged(rs[0].line, f"its values are not numbers ({e})") from None
+        have = {r.mode for r in got} | ({"random_logit"} if any(r.random_logit for r in got) else set())
+        if have == need and len(rs) == sum(len(r.steps) + bool(r.random_logit) for r in got):
+            complete[image, method] = rs[0].cells[IMAGE_HASH]
+    keep = [r for r in records if (r.cells["image"], r.cells["method"]) in complete]
+    notes = []
+    if cut or len(keep) < len(records):
+        table.rewrite(keep)
+        lost = len(by_pair) - len(complete)
+        notes.append(f"resuming {table.path.parent}: " + ("a last line cut by an interruption was left out; "
+                                                          if cut else "") +
+                     f"{lost} (image, method) pair(s) without all their rows are computed again")
+    return complete, notes
 
 
 def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), limit=None, seed: int = 0,
                random_logit: bool = True, show_progress: bool = True) -> dict:
     """Run the checks on the images of a folder (sorted by name), skipping the pairs ``out_dir`` already holds,
-    and write the CSV, summary and HTML files. Returns counts, the summary and the seconds spent."""
+    and write the CSV, summary and HTML files. Returns counts, the summary and the seconds spent.
+
+    ``out_dir`` is a run folder (:mod:`explainers.run_folder`): a rerun with another model, weights or settings
+    is refused; the same ones resume."""
+    from .evaluation.inputs import check_limit
     from .images import load_image
 
     folder = Path(images_dir)
     if not folder.is_dir():
         raise InvalidParameterError(f"--images {str(folder)!r} is not a folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
-    files = files[:limit] if limit else files
+    files = files[:check_limit(limit)] if limit is not None else files
     if not files:
         raise InvalidParameterError(f"no images in {str(folder)!r}")
     names = S.resolve_methods(methods)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _settings(out, {"model": getattr(model, "name", None), "seed": int(seed), "modes": list(modes),
-                    "random_logit": bool(random_logit)})
-    csv_path = out / "sanity.csv"
-    done = _done(read_results(out), modes, random_logit) if csv_path.exists() else set()
-    todo = [(f, [m for m in names if (f.name, m) not in done]) for f in files]
-    todo = [(f, ms) for f, ms in todo if ms]
-    bar = None
-    if show_progress:
-        from tqdm import tqdm
+    modes = tuple(modes)
+    fp = {**model_fingerprint(model), "seed": int(seed), "modes": list(modes), "random_logit": bool(random_logit),
+          "topk_fraction": TOPK, "results_version": RESULTS_VERSION}
+    run = RunFolder(out_dir, "sanity", fp, method_params([n for n in names if n not in S.REFERENCE]),
+                    info={"weights": str(getattr(model, "weights_path", "") or "")}, data_files=("sanity.csv",))
+    with run:
+        out = run.out
+        table = run.table("sanity.csv", [*FIELDS, IMAGE_HASH])
+        done, notes = _resume(table, modes, random_logit)
+        digests = {f.name: file_digest(f) for f in files}
+        changed = sorted({n for (n, _), d in done.items() if d and digests.get(n) and d != digests[n]})
+        if changed:
+            raise RunFolderError(f"{changed[0]}: the image file changed since its rows in {out} were written; use "
+                                 "another --out folder")
+        for note in notes:
+            print(note, file=sys.stderr)
+        table.start()
+        todo = [(f, [m for m in names if (f.name, m) not in done]) for f in files]
+        todo = [(f, ms) for f, ms in todo if ms]
+        bar = None
+        if show_progress:
+            from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), desc="sanity", unit="image", file=sys.stderr)
-    t0 = time.perf_counter()
-    for f, ms in todo:
-        image = load_image(f)
-        results = []
-        for mode in modes:
-            results += S.sanity_check(model, image, ms, mode, seed=seed, name=f.name,
-                                      random_logit=random_logit and mode == modes[0])
-        new = not csv_path.exists() or csv_path.stat().st_size == 0
-        with open(csv_path, "a", newline="") as fh:  # one image at a time: an interrupted run keeps its work
-            w = csv.DictWriter(fh, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            w.writerows(row for r in results for row in r.rows())
+            bar = tqdm(total=len(todo), desc="sanity", unit="image", file=sys.stderr)
+        t0 = time.perf_counter()
+        for f, ms in todo:
+            image = load_image(f)
+            results = []
+            for mode in modes:
+                results += S.sanity_check(model, image, ms, mode, seed=seed, name=f.name, k=TOPK,
+                                          random_logit=random_logit and mode == modes[0])
+            # one image's rows with one write: an interrupted run keeps the images it finished
+            table.append([table.encode([row[k] for k in FIELDS] + [digests[f.name]])
+                          for r in results for row in r.rows()])
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    wanted = {f.name for f in files}
-    results = [r for r in read_results(out) if r.image in wanted and r.method in names and r.mode in modes]
-    summary = S.summarize(results)
-    if summary:
-        with open(out / "summary.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(summary[0]))
+            bar.close()
+        wanted = {f.name for f in files}
+        results = [r for r in read_results(out) if r.image in wanted and r.method in names and r.mode in modes]
+        summary = S.summarize(results)
+        if summary:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(summary[0]), lineterminator="\n")
             w.writeheader()
             w.writerows(summary)
-        (out / "summary.md").write_text(S.summary_markdown(summary))
-    with open(out / "sanity.html", "w") as fh:
-        for i, mode in enumerate(modes):
-            fh.write(S.figure(results, mode).to_html(full_html=i == 0, include_plotlyjs=i == 0))
+            write_atomic(out / "summary.csv", buf.getvalue())
+            write_atomic(out / "summary.md", S.summary_markdown(summary))
+        write_atomic(out / "sanity.html", "".join(S.figure(results, mode).to_html(full_html=i == 0,
+                                                                                  include_plotlyjs=i == 0)
+                                                  for i, mode in enumerate(modes)))
     return {"images": len(files), "methods": names, "modes": list(modes), "computed": len(todo),
             "skipped": len(files) - len(todo), "rows": sum(len(r.steps) + bool(r.random_logit) for r in results),
             "out": str(out), "seconds": round(time.perf_counter() - t0, 1), "summary": summary}
@@ -153,6 +213,12 @@ def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), 
 def cmd_sanity(args) -> int:
     from . import load_model
 
+    refuse_random_weights(args.weights)
+    if args.limit is not None:
+        from .evaluation.inputs import check_limit
+
+        check_limit(args.limit)
+    S.resolve_methods(args.methods)  # bad input fails before a model loads
     model = load_model(args.model, weights=args.weights, device=args.device)
     modes = ("cascading", "independent") if args.mode == "both" else (args.mode,)
     info = run_sanity(model, args.images, args.out, methods=args.methods, modes=modes, limit=args.limit,

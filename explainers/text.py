@@ -258,6 +258,7 @@ def zero_shot_classifier(model, labels="imagenet", templates="simple"):
                                                                                    tower.logit_bias))
     clf.num_classes, clf.labels = len(names), names
     clf.name = f"{model.name} (zero-shot, {len(names)} labels)"
+    clf.zero_shot = {"labels": list(names), "templates": templates}  # part of a run folder's fingerprint
     return clf
 
 

@@ -89,7 +89,7 @@ def test_evaluate_command_files_resume_and_determinism(tmp_path, capsys):
     assert _run(out, "random") == 0
     first = _read(out / "results.csv")
     assert [(r["image"], r["method"]) for r in first] == [(p.name, "random") for p in val_images(2)]
-    assert list(first[0]) == list(E.RESULT_COLUMNS)
+    assert list(first[0]) == [*E.RESULT_COLUMNS, "input_sha256", "checksum"]
     # resume with one more method: only the missing pairs are computed, nothing is repeated
     assert _run(out, "random,attention_rollout") == 0
     rows = _read(out / "results.csv")
@@ -107,7 +107,7 @@ def test_evaluate_command_files_resume_and_determinism(tmp_path, capsys):
     # self-contained Plotly page with both curves of both methods
     html = (out / "curves.html").read_text()
     assert "<script src=\"http" not in html and "Plotly" in html and "attention_rollout" in html
-    assert json.loads((out / "run.json").read_text())["preset"] == "standard"
+    assert json.loads((out / "run.json").read_text())["fingerprint"]["preset"] == "standard"
     # deterministic: a fresh run in another folder gives the same numbers
     other = tmp_path / "again"
     assert _run(other, "attention_rollout,random") == 0
@@ -121,11 +121,12 @@ def test_evaluate_command_files_resume_and_determinism(tmp_path, capsys):
 
 def test_evaluate_refuses_a_folder_of_another_configuration(tmp_path, deit_tiny):
     out = tmp_path / "x"
-    out.mkdir()
-    (out / "run.json").write_text(json.dumps({"model": deit_tiny.name, "preset": "tis", "steps": None,
-                                              "weights": str(deit_tiny.weights_path or ""), "tolerance": 15}))
-    with pytest.raises(InvalidParameterError, match="another configuration"):
-        E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=1, show_progress=False)
+    E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=1, steps=2, preset="tis", show_progress=False)
+    with pytest.raises(InvalidParameterError, match="another configuration.*preset: 'tis' in the folder, 'standard'"):
+        E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=1, steps=2, show_progress=False)
+    (out / "run.json").write_text(json.dumps({"model": deit_tiny.name, "preset": "tis", "steps": None}))
+    with pytest.raises(InvalidParameterError, match="before run folders carried a fingerprint"):
+        E.run_evaluation(deit_tiny, VAL100, out, methods="random", limit=1, steps=2, show_progress=False)
 
 
 # -- inputs: list files and the ImageNet devkit's labels -------------------------------------------------------

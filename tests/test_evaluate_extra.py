@@ -65,7 +65,7 @@ def test_evaluate_command_extra_metrics(tmp_path, capsys):
             "--out", str(out)]
     assert main([*args, "--extra-metrics"]) == 0
     rows = _read(out / "results.csv")
-    assert list(rows[0]) == list(result_columns(True)) and list(rows[0])[-1] == "error"
+    assert list(rows[0]) == [*result_columns(True), "input_sha256", "checksum"]
     assert set(EXTRA_COLUMNS) <= set(rows[0]) and not set(EXTRA_COLUMNS) & set(result_columns(False))
     assert all(math.isfinite(float(rows[0][k])) for k in metrics.EXTRA_METRICS)
     md = (out / "summary.md").read_text()

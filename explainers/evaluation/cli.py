@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..errors import InvalidParameterError
 from ..metrics import DEFAULT_PRESET, PRESETS
+from ..run_folder import refuse_random_weights
 from .core import resolve_methods
-from .files import run_evaluation
+from .files import check_tolerance, run_evaluation
 from .inputs import list_images
 
 _RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
@@ -18,6 +19,8 @@ _RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
 def cmd_evaluate(args) -> int:
     resolve_methods(args.methods)  # bad input fails before a model loads or a cluster starts
     list_images(args.images, args.limit)
+    check_tolerance(args.tolerance)
+    refuse_random_weights(args.weights)
     given = [f"--{k.replace('_', '-')}" for k in _RAY_ONLY if getattr(args, k) is not None]
     if given and not args.ray:
         raise InvalidParameterError(f"{', '.join(given)} only apply with --ray local[:N] | auto | ADDRESS")

@@ -207,7 +207,13 @@ def evaluate_item(model, name: str, data: bytes | None, read_error: str, methods
     the other methods go on; an unreadable image gives one error row per method."""
     p = get_preset(preset)
     rows: list[dict] = []
-    label = int(entry["label"]) if entry and entry.get("label") is not None else None
+    try:
+        from .inputs import check_box_entry
+
+        check_box_entry(name, entry)
+        label = int(entry["label"]) if entry and entry.get("label") is not None else None
+    except Exception as e:  # a box entry of the wrong types: error rows, never a raise
+        label, data, read_error, entry = None, None, f"{type(e).__name__}: {e}", None
 
     def emit(row):
         rows.append(row)

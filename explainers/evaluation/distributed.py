@@ -11,6 +11,7 @@ Only this module imports ray, and only the ``--ray`` path imports this module.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import site
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ExplainerError, InvalidParameterError, ModelLoadError
+from ..run_folder import differences
 from .core import evaluate_item, read_image_bytes
 
 
@@ -37,12 +39,23 @@ class EvaluationWorker:
             self.error = e
 
     def ready(self) -> dict:
+        import socket
+
+        node = {"node": socket.gethostname(), "pid": os.getpid()}
+        try:
+            import ray
+
+            node["node"] += f" ({ray.util.get_node_ip_address()})"
+        except Exception:  # noqa: BLE001 - outside Ray (tests): the host name alone
+            pass
         if self.error is not None:
             err = self.error
-            return {"error": (type(err).__name__, str(err), isinstance(err, ExplainerError))}
+            return {**node, "error": (type(err).__name__, str(err), isinstance(err, ExplainerError))}
+        from ..run_folder import model_fingerprint
+
         m = self.model
-        return {"error": None, "name": m.name, "weights_path": str(m.weights_path or ""), "pid": os.getpid(),
-                "device": str(m.device)}
+        return {**node, "error": None, "name": m.name, "weights_path": str(m.weights_path or ""),
+                "device": str(m.device), "fingerprint": model_fingerprint(m)}
 
     def pid(self) -> int:
         return os.getpid()
@@ -150,17 +163,30 @@ class RayWorkers:
         if env:
             opts["runtime_env"] = env
         actor = ray.remote(EvaluationWorker)
-        weights = str(weights) if weights is not None else None
+        weights = resolve_weights(weights)
         self.actors = [actor.options(**opts).remote(model, weights, device, int(cpw)) for _ in range(n)]
         infos = ray.get([a.ready.remote() for a in self.actors])
         for info in infos:
             if info["error"] is not None:
                 kind, msg, ours = info["error"]
+                if weights is not None and weights != "random" and "does not exist" in msg:
+                    raise ModelLoadError(f"the Ray worker on node {info['node']} has no weights at {weights}: copy "
+                                         "them there (the same path on every node) or put them on a shared "
+                                         "filesystem")
                 if ours:
-                    raise _rebuild(kind, msg)
-                raise ModelLoadError(f"a Ray worker could not load the model ({kind}: {msg})")
+                    raise _rebuild(kind, f"on Ray node {info['node']}: {msg}")
+                raise ModelLoadError(f"a Ray worker on node {info['node']} could not load the model ({kind}: {msg})")
+        prints = {}
+        for info in infos:
+            prints.setdefault(json.dumps(info["fingerprint"], sort_keys=True), []).append(info["node"])
+        if len(prints) > 1:
+            (a, na), (b, nb) = list(prints.items())[:2]
+            diff = differences(json.loads(a), json.loads(b))
+            raise ModelLoadError(f"the Ray workers loaded different models: on {na[0]} and on {nb[0]} "
+                                 f"({'; '.join(diff)}); give every node the same weights file")
         self.infos = infos
         self.name, self.weights_path = infos[0]["name"], infos[0]["weights_path"]
+        self.run_fingerprint = infos[0]["fingerprint"]
         self.num_workers = n
 
     def run_chunks(self, chunks: list[list[tuple]], params: dict, sink) -> list[tuple]:
@@ -228,6 +254,17 @@ class RayWorkers:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def resolve_weights(weights) -> str | None:
+    """A local weights path as an absolute path, resolved on the driver: the workers run in other folders (and on
+    other nodes), where a relative path would name something else."""
+    if weights is None or str(weights) == "random":
+        return None if weights is None else "random"
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"weights path {str(weights)!r} does not exist (on this machine, the Ray driver)")
+    return str(path.resolve())
 
 
 def _rebuild(kind: str, msg: str) -> ExplainerError:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import sys
 import time
@@ -15,59 +15,21 @@ from pathlib import Path
 
 from ..errors import InvalidParameterError
 from ..metrics import get_preset
+from ..run_folder import (
+    IMAGE_HASH,
+    RESULTS_VERSION,
+    RunFolder,
+    RunFolderError,
+    method_params,
+    model_fingerprint,
+    write_atomic,
+)
 from .core import evaluate_item, read_image_bytes, resolve_methods, result_columns
 from .inputs import list_images, load_boxes
+from .records import CURVE_COLUMNS, input_digest, read_curves, read_results, record_lines, resume_state
 from .report import curves_figure, summarize, summary_markdown
 
-
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else repr(v)
-    return str(v)
-
-
-def read_results(path: Path) -> list[dict]:
-    """Rows of a results.csv (a repeated pair, from an interrupted write, keeps the last)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = {}
-    with path.open(newline="") as f:
-        for r in csv.DictReader(f):
-            if r.get("error") is None:  # a truncated last line from an interrupted run
-                continue
-            rows[(r["image"], r["method"])] = r
-    return list(rows.values())
-
-
-def done_pairs(path: Path) -> set[tuple[str, str]]:
-    """(image, method) pairs with a complete row in a results.csv (reads only what resuming needs)."""
-    path = Path(path)
-    if not path.exists():
-        return set()
-    with path.open(newline="") as f:
-        rows = csv.reader(f)
-        head = next(rows, None)
-        if not head:
-            return set()
-        i, m = head.index("image"), head.index("method")
-        return {(r[i], r[m]) for r in rows if len(r) == len(head)}
-
-
-def read_curves(path: Path) -> dict:
-    out = {}
-    path = Path(path)
-    if not path.exists():
-        return out
-    with path.open(newline="") as f:
-        for r in csv.DictReader(f):
-            try:
-                out[(r["image"], r["method"], r["curve"])] = [float(v) for v in r["values"].split()]
-            except (ValueError, AttributeError):  # a truncated last line from an interrupted run
-                continue
-    return out
+__all__ = ["read_curves", "read_results", "run_evaluation", "write_reports", "make_chunks"]
 
 
 class _Progress:
@@ -136,6 +98,22 @@ def _run_serial(model, chunks, params: dict, sink: Callable[[list[dict]], bool])
     return []
 
 
+def check_tolerance(tolerance) -> float:
+    """The pointing game's tolerance in pixels: a finite number >= 0."""
+    try:
+        t = float(tolerance)
+    except (TypeError, ValueError):
+        t = math.nan
+    if isinstance(tolerance, bool) or not (math.isfinite(t) and t >= 0):
+        raise InvalidParameterError(f"--tolerance must be a finite number of pixels >= 0, got {tolerance!r}")
+    return t
+
+
+def _check_steps(steps):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise InvalidParameterError(f"--steps must be a whole number >= 1, got {steps!r}")
+
+
 def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, preset=None, limit=None,
                    steps=None, batch_size=None, tolerance: float = 15, show_progress: bool = True,
                    ground_truth=None, meta=None, chunk_size: int | None = None,
@@ -149,71 +127,55 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
     progress: ``callback(done, total)`` after rows are written; returning False stops after the current item.
     extra: also score the newer metrics (ROAD, faithfulness correlation, sparseness, relevance mass / rank
     accuracy) as columns of results.csv and the summaries (``--extra-metrics``).
+
+    ``out_dir`` is a run folder (:mod:`explainers.run_folder`): its ``run.json`` holds the fingerprint of what
+    changes the numbers, and a rerun with another one is refused; the same one resumes with the missing pairs.
     Returns the paths of the files and counts ("rows", "images", "errors", "computed", "failed").
     """
     p = get_preset(preset)
     names = resolve_methods(methods)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    tolerance = check_tolerance(tolerance)
+    _check_steps(steps)
     files = list_images(images, limit)
     boxes, _ = load_boxes(images, [f.name for f in files], boxes_path, ground_truth, meta)
-
-    config = {"model": getattr(model, "name", str(model)), "weights": str(getattr(model, "weights_path", "") or ""),
-              "preset": p.name, "steps": steps, "tolerance": tolerance}
-    if extra:  # only then: folders written before the option existed still resume
-        config["extra_metrics"] = True
-    cfg_path = out / "run.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        diff = {k: (old.get(k), v) for k, v in config.items() if old.get(k) != v}
-        if bool(old.get("extra_metrics")) != extra:  # the columns of results.csv differ
-            diff["extra_metrics"] = (bool(old.get("extra_metrics")), extra)
-        if diff:
-            raise InvalidParameterError(
-                f"{out} holds results of another configuration ({diff}); use another --out folder")
-    cfg_path.write_text(json.dumps(config, indent=2))
-
-    res_path, cur_path = out / "results.csv", out / "curves.csv"
-    done = done_pairs(res_path)
-    todo = [(f.name, f, [m for m in names if (f.name, m) not in done], (boxes or {}).get(f.name))
-            for f in files]
-    todo = [t for t in todo if t[2]]
-    total = sum(len(t[2]) for t in todo)
-    chunks = make_chunks(todo, chunk_size or len(names))
-    params = {"preset": p.name, "steps": steps, "batch_size": batch_size, "tolerance": tolerance, "extra": extra}
+    entries = {f.name: (boxes or {}).get(f.name) for f in files}
+    fp = {**model_fingerprint(model), "preset": p.name, "steps": steps, "tolerance": tolerance,
+          "extra_metrics": bool(extra), "results_version": RESULTS_VERSION}
+    folder = RunFolder(out_dir, "evaluate", fp, method_params(names),
+                       info={"weights": str(getattr(model, "weights_path", "") or "")},
+                       data_files=("results.csv", "curves.csv"))
     columns = result_columns(extra)
-    new_res, new_cur = not res_path.exists(), not cur_path.exists()
-    for path in (res_path, cur_path):  # a line cut by an interruption must not swallow the next row
-        if path.exists() and path.stat().st_size:
-            with path.open("rb+") as f:
-                f.seek(-1, 2)
-                if f.read(1) != b"\n":
-                    f.write(b"\r\n")
-    count = {"done": 0}
-    with res_path.open("a", newline="") as fr, cur_path.open("a", newline="") as fc:
-        wr, wc = csv.writer(fr), csv.writer(fc)
-        if new_res:
-            wr.writerow(columns)
-        if new_cur:
-            wc.writerow(("image", "method", "curve", "values"))
-        fr.flush()
-        fc.flush()
+    with folder:
+        out = folder.out
+        res_t = folder.table("results.csv", (*columns, IMAGE_HASH))
+        cur_t = folder.table("curves.csv", CURVE_COLUMNS)
+        done, notes = resume_state(res_t, cur_t)
+        digests = {f.name: input_digest(read_image_bytes(f)[0], entries[f.name]) for f in files}
+        changed = sorted({n for (n, _), d in done.items() if d and digests.get(n) and d != digests[n]})
+        if changed:
+            raise RunFolderError(f"{changed[0]}{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}: the "
+                                 f"image file or its boxes.json entry changed since its rows in {out} were written; "
+                                 "use another --out folder")
+        for note in notes:
+            print(note, file=sys.stderr)
+        res_t.start()
+        cur_t.start()
+        todo = [(f.name, f, [m for m in names if (f.name, m) not in done], entries[f.name]) for f in files]
+        todo = [t for t in todo if t[2]]
+        total = sum(len(t[2]) for t in todo)
+        chunks = make_chunks(todo, chunk_size or len(names))
+        params = {"preset": p.name, "steps": steps, "batch_size": batch_size, "tolerance": tolerance,
+                  "extra": extra}
+        count = {"done": 0}
         workers = getattr(model, "num_workers", None)
         desc = f"evaluate {len(files)} images x {len(names)} methods" + (f" on {workers} Ray workers" if workers
                                                                           else "")
         bar = _Progress(total, desc) if show_progress else None
 
         def sink(rows: list[dict]) -> bool:
-            for row in rows:  # curves first: a row in results.csv implies its curves are written
-                if row.get("insertion_curve"):
-                    wc.writerow((row["image"], row["method"], "fractions",
-                                 " ".join(repr(v) for v in row["fractions"])))
-                    for c in ("insertion", "deletion"):
-                        wc.writerow((row["image"], row["method"], c, " ".join(repr(v) for v in row[f"{c}_curve"])))
-            fc.flush()
-            for row in rows:
-                wr.writerow([_cell(row.get(c)) for c in columns])
-            fr.flush()
+            lines = [record_lines(res_t, cur_t, row, columns, digests.get(row["image"], "")) for row in rows]
+            cur_t.append([c for _, cs in lines for c in cs])  # curves first: a results line implies its curves
+            res_t.append([r for r, _ in lines])
             count["done"] += len(rows)
             if bar is not None:
                 bar(count["done"], total)
@@ -227,11 +189,11 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
         finally:
             if bar is not None:
                 bar.close()
-    if failed:
-        print(f"warning: {len(failed)} (image, method) pairs were lost with their worker after Ray's retries "
-              f"(e.g. {failed[0][0]} / {failed[0][1]}: {failed[0][2]}); they are not in results.csv, and a rerun "
-              "of the same command retries them", file=sys.stderr)
-    info = write_reports(out, [f.name for f in files], names, p, config)
+        if failed:
+            print(f"warning: {len(failed)} (image, method) pairs were lost with their worker after Ray's retries "
+                  f"(e.g. {failed[0][0]} / {failed[0][1]}: {failed[0][2]}); they are not in results.csv, and a "
+                  "rerun of the same command retries them", file=sys.stderr)
+        info = write_reports(out, [f.name for f in files], names, p, {"model": fp["model"], "steps": steps})
     info.update(computed=count["done"], failed=len(failed))
     return info
 
@@ -251,20 +213,29 @@ def write_reports(out: Path, image_names: list[str], methods: list[str], preset,
             r["fractions"] = curves[(*k, "fractions")]
             r["insertion_curve"], r["deletion_curve"] = curves[(*k, "insertion")], curves[(*k, "deletion")]
     summary = summarize(rows)
-    with (out / "summary.csv").open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(("metric", "method", "n", "mean", "ci95", "low", "high", "higher_is_better"))
-        for s in summary:
-            w.writerow([_cell(s[k]) if k != "higher_is_better" else int(s[k])
-                        for k in ("metric", "method", "n", "mean", "ci95", "low", "high", "higher_is_better")])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    keys = ("metric", "method", "n", "mean", "ci95", "low", "high", "higher_is_better")
+    w.writerow(keys)
+    for s in summary:
+        w.writerow([_cell(s[k]) if k != "higher_is_better" else int(s[k]) for k in keys])
+    write_atomic(out / "summary.csv", buf.getvalue())
     n_img = len({r["image"] for r in rows})
     steps = f", {config['steps']} steps" if config.get("steps") else ""
     head = (f"Model `{config.get('model')}`, preset `{preset.name}`{steps} ({preset.title}; baseline "
             f"{preset.baseline.name}), {n_img} images. Mean ± 95% CI half-width; sorted by insertion AUC.\n\n")
-    (out / "summary.md").write_text(head + summary_markdown(summary))
+    write_atomic(out / "summary.md", head + summary_markdown(summary))
     fig = curves_figure(rows, f"{config.get('model')} · preset {preset.name} · {n_img} images")
-    fig.write_html(str(out / "curves.html"), include_plotlyjs=True, full_html=True)
+    write_atomic(out / "curves.html", fig.to_html(include_plotlyjs=True, full_html=True))
     errors = sum(1 for r in rows if r.get("error"))
     return {"results": str(out / "results.csv"), "curves": str(out / "curves.csv"),
             "summary": str(out / "summary.csv"), "summary_md": str(out / "summary.md"),
             "html": str(out / "curves.html"), "rows": len(rows), "images": n_img, "errors": errors}
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if math.isnan(v) else repr(v)
+    return str(v)

@@ -41,10 +41,58 @@ def list_images(images, limit: int | None = None) -> list[Path]:
                                         "file name, so rename one")
         seen[p.name] = p
     if limit is not None:
-        files = files[:int(limit)]
+        files = files[:check_limit(limit)]
     if not files:
         raise InvalidParameterError(f"no images found in {str(src)!r}")
     return files
+
+
+def check_limit(limit) -> int:
+    """``--limit``: a whole number >= 1 (``files[:-1]`` would silently drop the last image)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) and not (isinstance(limit, float) and limit.is_integer()):
+        raise InvalidParameterError(f"--limit must be a whole number of images >= 1, got {limit!r}")
+    if int(limit) < 1:
+        raise InvalidParameterError(f"--limit must be a whole number of images >= 1, got {limit!r}")
+    return int(limit)
+
+
+def _number(v, what: str, positive: bool = False) -> float:
+    import math
+
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise InvalidParameterError(f"{what} must be a finite {'positive ' if positive else ''}number, got "
+                                    f"{str(v)[:40]!r}")
+    return float(v)
+
+
+def check_box_entry(name: str, entry, source: str = "boxes.json") -> None:
+    """An entry of boxes.json: {"label": class index or null, "width", "height": pixels, "boxes_xyxy": [[x0, y0,
+    x1, y1], ...]} (other keys, e.g. "wnid", are kept as they are)."""
+    where = f"{source}: the entry of {name!r}"
+    if entry is None:
+        return
+    if not isinstance(entry, dict):
+        raise InvalidParameterError(f"{where} is a {type(entry).__name__}, expected an object with label, width, "
+                                    "height and boxes_xyxy")
+    label = entry.get("label")
+    if label is not None and (isinstance(label, bool) or not isinstance(label, (int, float)) or label != int(label)
+                              or label < 0):
+        raise InvalidParameterError(f"{where}: label must be a class index (a whole number >= 0), got "
+                                    f"{str(label)[:40]!r}")
+    for key in ("width", "height"):
+        if entry.get(key) is not None:
+            _number(entry[key], f"{where}: {key}", positive=True)
+    boxes = entry.get("boxes_xyxy")
+    if boxes is None:
+        return
+    if not isinstance(boxes, list):
+        raise InvalidParameterError(f"{where}: boxes_xyxy must be a list of [x0, y0, x1, y1] boxes")
+    for i, b in enumerate(boxes):
+        if not isinstance(b, list) or len(b) != 4:
+            raise InvalidParameterError(f"{where}: box {i} must be [x0, y0, x1, y1], got {str(b)[:40]}")
+        x0, y0, x1, y1 = (_number(v, f"{where}: box {i}") for v in b)
+        if x1 < x0 or y1 < y0:
+            raise InvalidParameterError(f"{where}: box {i} has x1 < x0 or y1 < y0 ({b})")
 
 
 def read_meta(meta_path) -> dict[int, str]:
@@ -108,8 +156,14 @@ def load_boxes(images, names, boxes_path=None, ground_truth=None, meta=None) -> 
     if boxes_path:
         try:
             boxes = json.loads(Path(boxes_path).read_text())
-        except (OSError, ValueError) as e:
-            raise InvalidParameterError(f"--boxes {str(boxes_path)!r}: cannot read it as JSON ({e})") from e
+        except (OSError, ValueError, RecursionError) as e:
+            raise InvalidParameterError(f"--boxes {str(boxes_path)!r}: cannot read it as JSON "
+                                        f"({type(e).__name__}: {str(e)[:120]})") from None
+        if not isinstance(boxes, dict):
+            raise InvalidParameterError(f"--boxes {str(boxes_path)!r} holds a JSON {type(boxes).__name__}; expected an "
+                                        "object mapping image names to entries")
+        for name in names:
+            check_box_entry(name, boxes.get(name), Path(boxes_path).name)
     if ground_truth:
         boxes = dict(boxes or {})
         for name, lab in imagenet_val_labels(names, ground_truth, meta).items():

@@ -34,12 +34,15 @@ def reading(model: dict, reference=("random", "gaussian")) -> list[str]:
     out = []
     if methods:
         out.append(f"On {model['title']}, {ev['images']} image{'s' if ev['images'] != 1 else ''} "
-                   f"({len(methods)} methods with rows; the model is right on {ev['correct']} of them).")
+                   f"({len(methods)} method{'s' if len(methods) != 1 else ''} with rows; the model is right on "
+                   f"{ev['correct']} of them).")
     for k, lead in ev.get("leaders", {}).items():
         best = methods[lead["leader"]]["metrics"][k]
         text = f"On {TITLES[k]}, `{lead['leader']}` leads ({fmt(best)})"
         tied = lead["tied"]
-        if tied:
+        if len(methods) == 1:
+            pass
+        elif tied:
             text += (f"; {names(tied)} {'is' if len(tied) == 1 else 'are'} within its paired 95 % interval, "
                      "so the lead over them is not established")
         else:

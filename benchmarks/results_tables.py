@@ -3,6 +3,7 @@
     python benchmarks/results_tables.py                    # print the tables (markdown)
     python benchmarks/results_tables.py --write            # replace them in the docs and rewrite summary.json
     python benchmarks/results_tables.py --check-complete   # list the (model, part, method) gaps; exit 1 if any
+    benchmarks/commit_results.sh ["message"]               # commit the data so far with its tables (runs go on)
 
 The runs are those of ``benchmarks/run_reference.py`` (``results/<model>/evaluate`` and ``.../sanity``);
 tests/test_benchmark_results.py checks that the docs and summary.json equal what this prints from the committed
@@ -21,6 +22,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import results_data as D  # noqa: E402
 from results_reading import fmt  # noqa: E402
+
+from explainers.errors import ExplainerError  # noqa: E402
 
 DOC = D.plan.ROOT / "docs" / "benchmark-results.md"
 BEGIN, END = "<!-- results-tables:begin -->", "<!-- results-tables:end -->"
@@ -127,7 +130,7 @@ def _settings_line(model: dict) -> str:
     s = model["evaluate"]["settings"]
     if not s:
         return ""
-    steps = s.get("steps") or "the preset's"
+    steps = s.get("steps") or "its default"
     return (f"Preset `{s.get('preset')}` ({steps} steps), pointing-game tolerance {s.get('tolerance')} px, extra "
             f"metrics {'on' if s.get('extra_metrics') else 'off'}; model `{s.get('model')}`.")
 
@@ -180,9 +183,14 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(D.plan.RESULTS), help="the results folder (default: results/)")
     ap.add_argument("--write", action="store_true", help="write the tables into docs/benchmark-results.md and "
                                                          "the summary into ROOT/summary.json")
+    ap.add_argument("--summary", default=None, help="where --write puts summary.json (default: ROOT/summary.json)")
     ap.add_argument("--check-complete", action="store_true", help="list what the plan still lacks; exit 1 if any")
     args = ap.parse_args(argv)
-    summary = D.collect(Path(args.root))
+    try:
+        summary = D.collect(Path(args.root))
+    except ExplainerError as e:  # a damaged or half-written file (the run folders check their records)
+        print(f"cannot read the results: {e}", file=sys.stderr)
+        return 2
     if args.check_complete:
         gaps = D.gaps(summary)
         print("\n".join(gaps) if gaps else "complete: every (model, part, method) has the planned images")
@@ -190,8 +198,9 @@ def main(argv=None) -> int:
     text = markdown(summary)
     if args.write:
         DOC.write_text(replace_block(DOC.read_text(), text))
-        D.write_json(summary, Path(args.root) / "summary.json")
-        print(f"wrote {DOC} and {Path(args.root) / 'summary.json'}")
+        out = Path(args.summary) if args.summary else Path(args.root) / "summary.json"
+        D.write_json(summary, out)
+        print(f"wrote {DOC} and {out}")
     else:
         print(text, end="")
     return 0

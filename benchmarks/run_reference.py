@@ -7,6 +7,7 @@ randomisation, random logit) on the first 20 images, the many-pass methods on th
 ``results/<model>/evaluate/`` and ``results/<model>/sanity/`` at the repository root, which are committed:
 
     python benchmarks/run_reference.py                 # everything still missing, niced, cheap methods first
+    python benchmarks/run_reference.py --threads 1     # the same on a CPU shared with other work
     python benchmarks/run_reference.py --device cuda   # the same files on a GPU machine
     python benchmarks/run_reference.py --dry-run       # the commands, in their order
     python benchmarks/results_tables.py --write        # then the docs tables and results/summary.json
@@ -107,6 +108,9 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default="evaluate,sanity", help="evaluate, sanity or both (default)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda (the same files either way)")
     ap.add_argument("--nice", type=int, default=19, help="niceness of the runs (default 19)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads per command (OMP_NUM_THREADS; default: "
+                                                           "torch's choice). 1 on a CPU shared with other work: "
+                                                           "threads waiting on each other there burn the CPU")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     args = ap.parse_args(argv)
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
@@ -123,9 +127,12 @@ def main(argv=None) -> int:
         return 0
     if args.nice:
         os.nice(args.nice)  # the commands inherit it
+    env = dict(os.environ)
+    if args.threads > 0:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     for i, cmd in enumerate(cmds, 1):
         print(f"[{i}/{len(cmds)}] {shlex.join(cmd[1:])}", flush=True)
-        rc = subprocess.call(cmd, cwd=ROOT)
+        rc = subprocess.call(cmd, cwd=ROOT, env=env)
         if rc:
             print(f"stopped: exit status {rc}; run the same command again to resume", file=sys.stderr)
             return rc

@@ -33,13 +33,15 @@ def run() -> None:
                 st.Page(page("evaluate"), title="Evaluate", icon=":material/analytics:"),
                 st.Page(page("attention_browser"), title="Attention browser", icon=":material/grid_on:"),
                 st.Page(page("inside"), title="Inside the model", icon=":material/neurology:"),
-                st.Page(page("sanity"), title="Sanity checks", icon=":material/rule:")]
+                st.Page(page("sanity"), title="Sanity checks", icon=":material/rule:"),
+                st.Page(page("benchmark"), title="Benchmark", icon=":material/leaderboard:")]
     navigation = st.navigation({
         "Start": [st.Page(page("home"), title="Overview", icon=":material/home:", default=True)],
         "Explainers": explainer_pages,
         "Analysis": analysis,
     }, expanded=True)  # every page listed: no "View more" hiding Evaluate and the attention browser
     # The landing page has its own class buttons, Evaluate explains each image's predicted class and the attention
-    # browser shows raw attention (the same for every class): the sidebar's target would do nothing there.
-    state.sidebar(boot, show_target=navigation.title not in ("Overview", "Evaluate", "Attention browser"))
+    # browser shows raw attention (the same for every class) and Benchmark the committed reference runs: the
+    # sidebar's target would do nothing there.
+    state.sidebar(boot, show_target=navigation.title not in ("Overview", "Evaluate", "Attention browser", "Benchmark"))
     navigation.run()

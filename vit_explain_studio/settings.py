@@ -13,6 +13,9 @@ Environment variables (all optional):
     allowed).
 ``VIT_EXPLAIN_CACHE_MB``
     Memory budget of the shared capture cache (default 1024).
+``VIT_EXPLAIN_RESULTS``
+    The folder of the reference results the Benchmark page reads (its ``summary.json``; default ``results/``
+    of the repository, else the copy inside the package).
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ PAGES = PACKAGE / "app_pages"
 SAMPLES = PACKAGE / "assets" / "samples"
 ATTRIBUTION = SAMPLES / "ATTRIBUTION.md"
 DEFAULT_SAMPLE = "both.png"  # the landing story: a dog and a cat, two classes
+# The committed reference runs (benchmarks/run_reference.py) and their summary.json, read by the Benchmark page:
+# results/ at the repository root in a checkout, else a copy shipped inside the package.
+# VIT_EXPLAIN_RESULTS names another folder (with a summary.json).
+RESULTS = (Path(os.environ["VIT_EXPLAIN_RESULTS"]).expanduser() if os.environ.get("VIT_EXPLAIN_RESULTS", "").strip()
+           else next((p for p in (ROOT / "results", PACKAGE / "results") if (p / "summary.json").is_file()),
+                     ROOT / "results"))
 
 
 def resolve_path(path: str) -> Path:

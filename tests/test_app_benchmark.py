@@ -1,0 +1,73 @@
+"""The Benchmark page through ``AppTest``, on a constructed results tree with known answers
+(tests/results_fixture.py, summarised by benchmarks/results_data.py): the ranking by the chosen metric with the
+reference rows as the floor, each method's sanity verdict beside its scores, the curves, cost against
+faithfulness on a log axis, the reading, the incomplete rows named; and the message when there are no results."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from app_support import check_clean, offline_weights, open_page, plotly_specs  # noqa: F401
+from conftest import ROOT
+from results_fixture import build, small_plan  # noqa: F401
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import results_data as D  # noqa: E402
+
+
+@pytest.fixture
+def fixture_results(small_plan, tmp_path, monkeypatch):  # noqa: F811
+    from vit_explain_studio import settings
+
+    D.write_json(build(tmp_path), tmp_path / "summary.json")
+    monkeypatch.setattr(settings, "RESULTS", tmp_path)
+    return tmp_path
+
+
+def spec_titled(at, text: str) -> dict:
+    return next(s for s in plotly_specs(at) if text in s["layout"]["title"]["text"])
+
+
+def test_benchmark_page_ranks_methods_with_the_reference_floor_and_sanity_verdicts(fixture_results):
+    at = open_page("benchmark")
+    assert at.title[0].value == "Benchmark"
+    assert any("`flat` beats neither reference row" in m.value for m in at.markdown)
+    assert [w for w in at.warning] == [] and any("Complete" in s.value for s in at.success)  # Model One: complete
+    rank = spec_titled(at, "Insertion AUC: mean and 95 % interval")
+    traces = {t["name"]: t for t in rank["data"]}
+    assert set(traces["sanity: pass"]["y"]) == {"good", "rise"} and traces["sanity: flagged"]["y"] == ["flat"]
+    assert "random map (reference)" in traces and "gaussian map (reference)" in traces
+    assert len(rank["layout"]["shapes"]) == 2  # the floor: one vertical line per reference row
+    table = at.dataframe[0].value
+    assert table.loc[table.method == "flat", "sanity"].item() == "flagged"
+    assert table.loc[table.method == "good", "beats random on"].item() == "insertion and deletion"
+    assert table.loc[table.method == "flat", "beats random on"].item() == "no"
+    assert set(list(table.method)[-2:]) == {"flat", "random (reference)"}  # flat is the random map plus noise
+    cost = spec_titled(at, "Cost against Deletion AUC")
+    assert cost["layout"]["xaxis"]["type"] == "log"
+    assert sorted(t for tr in cost["data"] for t in tr["text"]) == ["flat", "good", "rise"]
+    ins = spec_titled(at, "Mean insertion curve")
+    assert {t["name"] for t in ins["data"]} >= {"good", "random map", "gaussian map"}
+    sanity = at.dataframe[1].value
+    assert sanity.set_index("method").loc["rise", "images"] == 2
+    assert sanity.set_index("method").loc["flat", "verdict"] == "flagged"
+
+    at.selectbox(key="bm.metric").set_value("deletion_auc").run()
+    check_clean(at)
+    order = list(at.dataframe[0].value.method)
+    assert order.index("flat") > order.index("good")
+    at.radio(key="bm.model").set_value("m2").run()
+    check_clean(at)
+    assert list(at.dataframe[0].value.images) == ["3 of 6", "3 of 6"]
+    warning = at.warning[0].value
+    assert "incomplete rows** for good (3 of 6), random (3 of 6)" in warning
+    assert "not run yet** for flat, gaussian, rise" in warning
+
+
+def test_benchmark_page_without_results_says_how_to_make_them(tmp_path, monkeypatch):
+    from vit_explain_studio import settings
+
+    monkeypatch.setattr(settings, "RESULTS", tmp_path)
+    at = open_page("benchmark")
+    assert "no reference results" in at.info[0].value and "results_tables.py --write" in at.info[0].value

@@ -1,0 +1,124 @@
+"""The reference results kept as data: the docs tables and results/summary.json equal what
+``benchmarks/results_tables.py`` makes from the committed files; the statistics, paired comparisons, reading,
+sanity verdicts and coverage on a constructed tree with known answers (tests/results_fixture.py); the plan covers
+every registered method; ``--check-complete`` finds a gap."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+from results_fixture import build, small_plan  # noqa: F401  (a fixture)
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import results_data as D  # noqa: E402
+import results_tables as T  # noqa: E402
+import run_reference as plan  # noqa: E402
+
+
+def test_docs_and_summary_json_are_regenerated_from_the_committed_results():
+    summary = D.collect()
+    doc = T.DOC.read_text()
+    assert T.docs_block(doc) == T.markdown(summary), "run: python benchmarks/results_tables.py --write"
+    committed = json.loads((plan.RESULTS / "summary.json").read_text())
+    assert committed == json.loads(json.dumps(summary)), "run: python benchmarks/results_tables.py --write"
+
+
+def test_the_plan_covers_every_registered_method_with_relative_paths():
+    assert plan.check_plan() == []
+    cmds = plan.commands(device="cuda")
+    text = [" ".join(c) for c in cmds]
+    assert all("--device cuda" in t and f"--images {plan.IMAGES}" in t and "--weights ../shared/weights/" in t
+               for t in text)
+    ev = [t for t in text if " evaluate " in t]
+    assert all("--extra-metrics" in t and "--limit 100" in t for t in ev)
+    san = [t for t in text if " sanity " in t]
+    assert all("--mode both" in t for t in san)
+    assert any("--methods scorecam,occlusion,rise,tis --limit 5" in t for t in san)
+    cheap = plan.TIERS[0][1]  # the cheap tier of both models comes before any many-pass method
+    first_heavy = next(i for i, t in enumerate(text) if "rise" in t)
+    assert max(i for i, t in enumerate(text) if ",".join(cheap) in t) < first_heavy
+    evaluated = [m for c in cmds if "evaluate" in c for m in c[c.index("--methods") + 1].split(",")]
+    assert sorted(set(evaluated)) == sorted(plan.methods()) and len(evaluated) == 2 * len(plan.methods())
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_means_intervals_and_paired_comparisons(tmp_path):
+    from scipy import stats
+
+    s = build(tmp_path)
+    m1 = s["models"][0]["evaluate"]
+    df = pd.read_csv(tmp_path / "m1" / "evaluate" / "results.csv")
+    for method in ("good", "flat", "random"):
+        v = df[df.method == method].insertion_auc.to_numpy()
+        low, high = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+        got = m1["methods"][method]["metrics"]["insertion_auc"]
+        assert got["n"] == 6 and got["mean"] == pytest.approx(v.mean(), abs=1e-6)
+        assert got["ci95"] == pytest.approx((high - low) / 2, abs=1e-6)
+    good, flat = m1["methods"]["good"]["versus"], m1["methods"]["flat"]["versus"]
+    assert good["random"]["insertion_auc"]["better"] and good["random"]["deletion_auc"]["better"]
+    assert good["random"]["insertion_auc"]["mean"] == pytest.approx(0.2, abs=0.03)
+    assert not flat["random"]["insertion_auc"]["better"] and not flat["random"]["deletion_auc"]["better"]
+    assert flat["gaussian"]["insertion_auc"]["worse"]
+    assert len(m1["fractions"]) == 21 and m1["methods"]["good"]["curves"]["n"] == 6
+    ins = m1["methods"]["random"]["curves"]["insertion"]
+    assert ins[-1] == pytest.approx(df[df.method == "random"].insertion_auc.mean(), abs=1e-6)
+    assert m1["leaders"]["insertion_auc"]["leader"] in ("good", "rise")
+    assert "flat" not in m1["leaders"]["insertion_auc"]["tied"]
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_reading_and_tables_say_what_the_numbers_say(tmp_path):
+    s = build(tmp_path)
+    one = " ".join(s["models"][0]["reading"])
+    assert "`flat` beats neither reference row (the random map nor the centred Gaussian)" in one
+    assert "flags `flat`" in one and "`good`" not in one.split("flags")[1]
+    assert "reference maps (`random` and `gaussian`) are flagged" in one
+    table = T.evaluation_table(s["models"][0], s)
+    lines = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
+    assert lines.index("*gaussian*") < lines.index("*random*") and lines.index("flat") > lines.index("good")
+    row = next(line for line in table.splitlines() if line.startswith("| good |"))
+    assert "| ins, del | ins, del | pass (4) | 6 |" in row
+    sanity = T.sanity_table(s["models"][0], s)
+    row = next(line for line in sanity.splitlines() if line.startswith("| flat |"))
+    assert row.split(" | ")[1:4] == ["4", "0.95", "0.90"] and row.endswith("**flagged** |")
+    rise = next(line for line in sanity.splitlines() if line.startswith("| rise |"))
+    assert rise.split(" | ")[1] == "2" and rise.endswith("| pass |")
+    text = T.markdown(s)
+    assert "| Model One | evaluate | 5 of 5 | 30 of 30 | — |" in text
+    assert ("| Model Two | evaluate | 0 of 5 | 6 of 30 | good 3/6, random 3/6; not started: flat, gaussian, rise |"
+            in text)
+    assert "| Model Two | sanity | 0 of 5 | 0 of 18 | not started |" in text
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_check_complete_reports_a_constructed_gap(tmp_path, capsys):
+    s = build(tmp_path, m2_images=6)
+    assert not [g for g in D.gaps(s) if g.startswith("m1 ")]
+    assert "m2 evaluate flat: 0 of 6 images" in D.gaps(s) and "m2 sanity good: 0 of 4 images" in D.gaps(s)
+    path = tmp_path / "m1" / "evaluate" / "results.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if not line.startswith("img_003.JPEG,flat,")))
+    assert T.main(["--check-complete", "--root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "m1 evaluate flat: 5 of 6 images" in out.splitlines()
+    assert not [line for line in out.splitlines() if line.startswith("m1 ") and "flat" not in line]
+
+
+@pytest.mark.usefixtures("small_plan")
+def test_write_replaces_only_the_generated_block(tmp_path, monkeypatch):
+    build(tmp_path)
+    doc = tmp_path / "page.md"
+    doc.write_text(f"# Title\n\nHand-written.\n\n{T.BEGIN}\nstale table\n{T.END}\n\nAfter.\n")
+    monkeypatch.setattr(T, "DOC", doc)
+    assert T.main(["--write", "--root", str(tmp_path)]) == 0
+    text = doc.read_text()
+    assert text.startswith("# Title\n\nHand-written.\n\n") and text.endswith(f"{T.END}\n\nAfter.\n")
+    assert "stale table" not in text and T.docs_block(text) == T.markdown(D.collect(tmp_path, plan.MODELS))
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["models"][0]["evaluate"]["methods"]["good"]["images"] == 6
+    assert np.isfinite(saved["models"][0]["sanity"]["methods"]["good"]["top_half"])

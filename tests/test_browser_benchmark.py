@@ -1,0 +1,78 @@
+"""The Benchmark page in a real browser (Chromium through Playwright, ``streamlit run app.py`` headless) on a
+constructed results tree (tests/results_fixture.py, via ``VIT_EXPLAIN_RESULTS``): the page draws its charts and
+tables without an error at desktop (1440 px) and phone (390 px) width, the phone layout does not scroll sideways,
+and both are saved to ``test-output/browser/benchmark-*.png``."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from browser_support import launch, streamlit_server, wait_idle
+from conftest import ROOT, WEIGHTS, _require
+from results_fixture import build
+
+pytestmark = pytest.mark.browser
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import results_data as D  # noqa: E402
+import run_reference as plan  # noqa: E402
+
+OUT = ROOT / "test-output" / "browser"
+WAIT_MS = 240_000
+# tall enough for the whole page in one screenshot (Streamlit scrolls its main area, not the document)
+VIEWPORTS = {"desktop": {"width": 1440, "height": 2800}, "phone": {"width": 390, "height": 5200}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    with pytest.MonkeyPatch.context() as mp:  # the small plan of tests/test_benchmark_results.py
+        mp.setattr(plan, "TIERS", (("cheap", ("good", "flat", "random", "gaussian")), ("heavy", ("rise",))))
+        mp.setattr(plan, "MODELS", (plan.Model("m1", "Model One", ""), plan.Model("m2", "Model Two", "")))
+        mp.setattr(plan, "EVAL_IMAGES", 6)
+        mp.setattr(plan, "SANITY_IMAGES", 4)
+        mp.setattr(plan, "HEAVY_SANITY_IMAGES", 2)
+        D.write_json(build(root), root / "summary.json")
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = {"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS)), "VIT_EXPLAIN_RESULTS": str(root)}
+    with streamlit_server(env=env, log_path=OUT / "streamlit-benchmark.log") as (url, _):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+def test_benchmark_page_at_desktop_and_phone_width(server, browser):
+    from playwright.sync_api import expect
+
+    for name, viewport in VIEWPORTS.items():
+        page = browser.new_page(viewport=viewport)
+        errors = []
+        page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+        t0 = time.perf_counter()
+        page.goto(server + "/benchmark", timeout=60_000)
+        main = page.locator("[data-testid=stMain]")
+        expect(main.locator("h1").first).to_have_text("Benchmark", timeout=WAIT_MS)
+        expect(main.locator(".js-plotly-plot").first).to_be_visible(timeout=WAIT_MS)
+        print(f"{name}: ranking chart visible {time.perf_counter() - t0:.2f} s after the request")
+        page.wait_for_timeout(1000)
+        wait_idle(page, WAIT_MS)
+        expect(main.locator(".js-plotly-plot")).to_have_count(4)  # ranking, two curves, cost
+        expect(main.locator("[data-testid=stDataFrame]")).to_have_count(2)  # ranking and sanity tables
+        expect(main.get_by_text("Complete: every method on every planned image.")).to_be_visible()
+        assert main.locator("[data-testid=stException]").count() == 0
+        if name == "phone":
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= viewport["width"] + 1, width
+        page.screenshot(path=str(OUT / f"benchmark-{name}.png"))
+        assert not errors, errors
+        page.close()

@@ -1,0 +1,193 @@
+"""The Benchmark page: the committed reference runs (``benchmarks/run_reference.py``) as their researchers read
+them. It reads only ``results/summary.json`` (written with the docs tables by ``benchmarks/results_tables.py
+--write``; :data:`settings.RESULTS`), parsed once per file version for all sessions (``st.cache_data``): nothing
+is computed when the page opens.
+
+Per model: a reading in words (the same sentences as docs/benchmark-results.md), the methods ranked by a chosen
+metric with their 95 % intervals, the reference rows as the floor and each method's sanity verdict beside its
+scores; the mean insertion and deletion curves; cost against faithfulness (seconds per image on a log axis); the
+sanity table; and, where a method's rows are incomplete, which ones and how many images they hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from . import benchmark_plots as bp
+from . import settings
+from .views import CHART_CONFIG
+
+SUMMARY = "summary.json"
+SORT_METRICS = ("insertion_auc", "deletion_auc", "pointing_game", "energy_pointing_game", "road_gap",
+                "road_morf_auc", "road_lerf_auc", "faithfulness_correlation", "sparseness", "relevance_rank_accuracy")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def load_summary(path: str, mtime_ns: int) -> dict | None:
+    """The parsed summary (``mtime_ns`` keys the cache: a rewritten file is read again); None when unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("models"), list) else None
+
+
+def summary() -> dict | None:
+    path = Path(settings.RESULTS) / SUMMARY
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return load_summary(str(path), mtime)
+
+
+def _fmt(s: dict | None, digits: int = 3) -> str:
+    if not s or s.get("mean") is None:
+        return "n/a"
+    return f"{s['mean']:.{digits}f}" + (f" ± {s['ci95']:.{digits}f}" if s.get("ci95") is not None else "")
+
+
+def ranked(model: dict, metric: str, higher_is_better: bool) -> list[str]:
+    """Methods with a value of ``metric``, best first."""
+    ms = [m for m in model["evaluate"]["methods"] if bp.stat(model, m, metric)]
+    return sorted(ms, key=lambda m: bp.stat(model, m, metric)["mean"] * (-1 if higher_is_better else 1))
+
+
+def _versus(entry: dict, ref: str) -> str:
+    p = entry.get("versus", {}).get(ref)
+    if not p:
+        return "—"
+    if any(p[k]["ci95"] is None for k in ("insertion_auc", "deletion_auc")):
+        return "n/a"  # fewer than two images in common: no interval
+    won = [w for w, k in (("insertion", "insertion_auc"), ("deletion", "deletion_auc")) if p[k]["better"]]
+    return " and ".join(won) if won else "no"
+
+
+def _images(model: dict, method: str) -> str:
+    """"100", or "37 of 100" while the method's evaluation rows are incomplete."""
+    done = model["evaluate"]["methods"][method]["images"]
+    want = model["coverage"]["evaluate"].get(method, {}).get("expected", done)
+    return str(done) if done >= want else f"{done} of {want}"
+
+
+def table(model: dict, order: list[str], metric: str, reference: tuple[str, ...]) -> pd.DataFrame:
+    """The ranking as a table: the chosen metric, both AUCs, sanity verdict, paired comparisons, cost."""
+    rows = []
+    for rank, m in enumerate(order, 1):
+        e = model["evaluate"]["methods"][m]
+        sec = bp.stat(model, m, "seconds")
+        rows.append({"rank": rank, "method": m + (" (reference)" if m in reference else ""),
+                     "score (95 % CI)": _fmt(bp.stat(model, m, metric)),
+                     "sanity": bp.verdict(model, m) if m not in reference else "reference",
+                     "insertion AUC": _fmt(bp.stat(model, m, "insertion_auc")),
+                     "deletion AUC": _fmt(bp.stat(model, m, "deletion_auc")),
+                     "beats random on": _versus(e, "random"), "beats Gaussian on": _versus(e, "gaussian"),
+                     "s / image": None if sec is None else round(sec["mean"], 3), "images": _images(model, m)})
+    return pd.DataFrame(rows)
+
+
+def coverage_note(model: dict) -> None:
+    """Say which methods' rows are incomplete (or missing) for this model, per part of the plan."""
+    notes = []
+    for part, title in (("evaluate", "evaluation"), ("sanity", "sanity checks")):
+        cov = model["coverage"][part]
+        short = [f"{m} ({c['done']} of {c['expected']})" for m, c in cov.items() if 0 < c["done"] < c["expected"]]
+        missing = [m for m, c in cov.items() if c["done"] == 0]
+        if short:
+            notes.append(f"**{title.capitalize()}: incomplete rows** for {', '.join(short)}.")
+        if len(missing) == len(cov):
+            notes.append(f"**{title.capitalize()}: not run yet.**")
+        elif missing:
+            notes.append(f"**{title.capitalize()}: not run yet** for {', '.join(missing)}.")
+    if notes:
+        st.warning("The reference runs for this model are not complete; the numbers below cover what has been "
+                   "computed so far.\n\n" + "\n\n".join(notes), icon=":material/hourglass_top:")
+    else:
+        st.success("Complete: every method on every planned image.", icon=":material/check_circle:")
+
+
+def sanity_frame(model: dict) -> pd.DataFrame:
+    rows = []
+    for m, s in model["sanity"]["methods"].items():
+        if "passes" in s:
+            rows.append({"method": m, "images": s["images"], "top block": s.get("top_block"),
+                         "top half": s.get("top_half"), "all blocks": s.get("all_blocks"),
+                         "top block alone": s.get("independent_top_block"),
+                         "block 0 alone": s.get("independent_first_block"),
+                         "random logit": s.get("random_logit"), "verdict": "pass" if s["passes"] else "flagged"})
+    return pd.DataFrame(rows)
+
+
+def benchmark_page() -> None:
+    st.title("Benchmark")
+    st.caption("Which method should you trust on these models? The reference runs over the 100 ImageNet "
+               "validation images, kept as data in the repository (`results/`) and read here as they are: "
+               "nothing is computed when this page opens.")
+    data = summary()
+    if data is None or not data["models"]:
+        st.info("This installation has no reference results (`results/summary.json`). In a checkout: "
+                "`python benchmarks/run_reference.py`, then `python benchmarks/results_tables.py --write`.")
+        return
+    reference = tuple(data["plan"]["reference"])
+    metrics = data["metrics"]
+    titles = {m["key"]: m["title"] for m in data["models"]}
+    top = st.columns([1, 1])
+    key = top[0].radio("Model", list(titles), format_func=titles.get, horizontal=True, key="bm.model")
+    model = next(m for m in data["models"] if m["key"] == key)
+    choices = [k for k in SORT_METRICS if k in metrics and any(bp.stat(model, x, k) for x in model["evaluate"]
+                                                               ["methods"])] or ["insertion_auc"]
+    arrow = {k: ("↑" if metrics[k]["higher_is_better"] else "↓") for k in metrics}
+    metric = top[1].selectbox("Rank by", choices, key="bm.metric",
+                              format_func=lambda k: f"{metrics[k]['title']} {arrow.get(k, '')}")
+    coverage_note(model)
+    if model.get("reading"):
+        st.markdown(" ".join(model["reading"]))
+    if not model["evaluate"]["methods"]:
+        st.info(f"No evaluation rows for {model['title']} yet.")
+        return
+    hib = metrics[metric]["higher_is_better"]
+    order = ranked(model, metric, hib)
+    s = model["evaluate"]["settings"]
+    st.subheader(f"Ranked by {metrics[metric]['title']} ({'higher' if hib else 'lower'} is better)")
+    st.caption(f"{model['evaluate']['images']} images (the model is right on {model['evaluate']['correct']}); "
+               f"preset `{s.get('preset', '?')}`; mean ± 95 % confidence half-width. \"Beats random / Gaussian "
+               "on\": the paired 95 % interval of the per-image difference lies on the better side. Sanity: the "
+               "cascading randomisation verdict (pass: the map changes once the top half of the blocks is "
+               "random). Seconds: the explanation alone, on the shared 2-core CPU of the reference runs.")
+    st.plotly_chart(bp.ranking(model, order, metric, metrics[metric]["title"], reference), key="bm.rank",
+                    width="stretch", config=CHART_CONFIG)
+    st.dataframe(table(model, order, metric, reference), hide_index=True, width="stretch",
+                 column_config={"s / image": st.column_config.NumberColumn(format="%.3f")})
+    st.subheader("Mean insertion and deletion curves")
+    with_curves = [m for m in order if model["evaluate"]["methods"][m].get("curves")]
+    fractions = model["evaluate"].get("fractions")
+    if with_curves and fractions:
+        default = [m for m in with_curves if m not in reference][:5] + [r for r in reference if r in with_curves]
+        shown = st.multiselect("Methods", with_curves, default=default, key=f"bm.curves.{key}")
+        cols = st.columns(2)
+        for col, kind in zip(cols, ("insertion", "deletion")):
+            col.plotly_chart(bp.curves(model, fractions, shown, kind, reference), key=f"bm.curve.{kind}",
+                             width="stretch", config=CHART_CONFIG)
+    st.subheader("Cost against faithfulness")
+    axis = st.radio("Faithfulness axis", ("deletion_auc", "insertion_auc"), horizontal=True, key="bm.cost",
+                    format_func=lambda k: f"{metrics[k]['title']} {arrow[k]}")
+    st.plotly_chart(bp.cost(model, axis, metrics[axis]["title"], reference), key="bm.costfig", width="stretch",
+                    config=CHART_CONFIG)
+    st.caption("Cheap methods as good as the expensive ones sit at the left at the same height. The reference "
+               "maps cost nothing and are drawn as lines.")
+    st.subheader("Sanity checks")
+    frame = sanity_frame(model)
+    if frame.empty:
+        st.info(f"No sanity results for {model['title']} yet.")
+    else:
+        st.caption("Mean Spearman similarity to the original map after randomising (cascading) the head and the "
+                   "top block, the top half, all blocks; (independent) the top block alone, block 0 alone; and for "
+                   "a random other class. Pass: top half below 0.5. The images column says how many images each "
+                   "method was checked on (the many-pass methods on fewer).")
+        st.dataframe(frame, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in
+                                    ("top block", "top half", "all blocks", "top block alone", "block 0 alone",
+                                     "random logit")})

@@ -56,13 +56,15 @@ MODELS = (
 TIERS = (
     ("cheap", ("attention_rollout", "gradient_rollout", "chefer_rollout", "attention_last_layer", "attention_gradcam",
                "generic_attention", "transformer_attribution", "lrp_last_layer", "lrp_full", "attnlrp", "cp_lrp",
-               "gradcam", "gradcam_pp", "layercam", "eigencam", "saliency", "legrad", "similarity_graph")
+               "gradcam", "gradcam_pp", "layercam", "eigencam", "saliency", "legrad", "similarity_graph",
+               "gradient_x_input", "guided_backprop", "deeplift")
      + REFERENCE),
-    ("medium", ("vit_cx", "gradmask", "integrated_gradients", "smoothgrad")),
-    ("heavy", ("scorecam", "occlusion", "rise", "tis")),
+    ("medium", ("vit_cx", "gradmask", "integrated_gradients", "smoothgrad", "bt_token", "bt_head", "gradient_shap")),
+    ("heavy", ("scorecam", "occlusion", "vit_reciprocam", "rise", "tis", "lime", "kernel_shap")),
 )
 # the sanity table's many-pass methods (issue 25): fewer images, stated in the table
-MANY_PASS = ("rise", "tis", "occlusion", "scorecam", "integrated_gradients", "smoothgrad")
+MANY_PASS = ("rise", "tis", "occlusion", "scorecam", "integrated_gradients", "smoothgrad", "bt_token", "bt_head",
+             "gradient_shap", "vit_reciprocam", "lime", "kernel_shap")
 
 
 def methods() -> list[str]:

@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvalidParameterError
+from .identity import model_identity
 from .images import load_image
-from .inputs import check_input_tensor
+from .inputs import check_input_tensor, check_outputs
 from .registry import METHODS, Capture, check_target
+from .targets import NoTarget
 
 __all__ = ["Explanation", "explain", "capture", "render", "to_input", "upsample"]
 
@@ -74,14 +76,18 @@ def capture(model, image, method: str = "attention_rollout", target=None, progre
     m = METHODS[method]
     full = m.validate(params, model)
     heavy, _ = m.split(full)
+    if target is None and not m.class_specific and not model.num_classes:
+        target = NoTarget()  # a class-agnostic method on a model without classes needs no target
     check_target(target, model.num_classes)
     x, _ = to_input(model, image)
     t0 = time.perf_counter()
     cap = m.capture(model, x, target, heavy, progress)
     cap.seconds = time.perf_counter() - t0
+    check_outputs(cap)
     cap.method = m.name
     cap.params = heavy
     cap.x = x.detach().cpu()
+    cap.model_name, cap.model_identity = str(getattr(model, "name", "")), model_identity(model)
     return cap
 
 
@@ -91,6 +97,10 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
     Returns one :class:`Explanation` per image: a list for a batch of several images, else a single one.
     """
     m = METHODS[cap.method]
+    if model is not None and cap.model_identity and model_identity(model) != cap.model_identity:
+        raise InvalidParameterError(
+            f"this capture was made with another model ({cap.model_name!r}); render it with the model that made it, "
+            f"or capture again with this one ({getattr(model, 'name', '')!r})")
     full = m.validate({**cap.params, **params}, model)
     heavy, cheap = m.split(full)
     if heavy != cap.params:

@@ -50,6 +50,11 @@ def test_an_error_inside_a_page_is_a_message(page):
     assert page.locator("[data-testid=stException]").count() == 0
     _no_leak(page)
     page.screenshot(path=str(OUT / "errors-1-page.png"))
+    page.set_viewport_size({"width": 390, "height": 844})  # the phone layout: the message is on the first screen
+    box = main.get_by_text("Something went wrong on this page", exact=False).bounding_box()
+    assert box is not None and box["y"] + box["height"] < 844
+    page.screenshot(path=str(OUT / "errors-1-page-phone.png"))
+    page.set_viewport_size({"width": 1440, "height": 900})
     log = (OUT / "streamlit-faulty.log").read_text()
     ref = main.get_by_text("tell the operator the reference", exact=False).inner_text().split("reference")[-1]
     assert ref.strip(" .*") in log and "secret-config" in log  # the operator finds the trace by the reference

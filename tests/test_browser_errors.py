@@ -21,7 +21,8 @@ def page():
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(env={"VIT_EXPLAIN_MODEL": "deit_tiny_patch16_224", "VIT_EXPLAIN_WEIGHTS": ""},
+    with streamlit_server(env={"VIT_EXPLAIN_MODEL": "deit_tiny_patch16_224", "VIT_EXPLAIN_WEIGHTS": "",
+                               "VIT_EXPLAIN_STRICT_ERRORS": ""},
                           log_path=OUT / "streamlit-faulty.log", script="tests/faulty_app.py") as (url, _), \
             sync_playwright() as pw:
         browser = launch(pw)

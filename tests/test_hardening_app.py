@@ -51,3 +51,21 @@ def test_the_two_config_files_are_identical_and_hide_error_details():
         "vit_explain_studio/config.toml and .streamlit/config.toml must be the same file: copy one onto the other"
     assert launch._read_toml(shipped)["client"]["showErrorDetails"] == "none"
     assert "--client.showErrorDetails=none" in launch.config_options()
+
+
+def test_the_catch_all_shows_a_message_and_raises_only_under_the_tests(monkeypatch):
+    """``tests/faulty_app.py`` (its Overview page raises) under AppTest: a visitor gets the message and no exception;
+    with ``VIT_EXPLAIN_STRICT_ERRORS=1`` (the test suite's setting) the error is raised too, so tests notice it."""
+    from streamlit.testing.v1 import AppTest
+
+    from vit_explain_studio import landing
+
+    monkeypatch.setattr(landing, "home_page", landing.home_page)  # the script replaces it: restored afterwards
+    monkeypatch.setenv("VIT_EXPLAIN_WEIGHTS", "")  # no model needed: the page fails first
+    for strict in ("", "1"):
+        monkeypatch.setenv("VIT_EXPLAIN_STRICT_ERRORS", strict)
+        at = AppTest.from_file(str(ROOT / "tests" / "faulty_app.py"), default_timeout=300).run()
+        assert any("Something went wrong on this page (RuntimeError)" in e.value for e in at.error), \
+            [e.value for e in at.error]
+        assert not any("secret-config" in e.value for e in at.error)
+        assert bool(at.exception) == bool(strict)

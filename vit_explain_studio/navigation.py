@@ -12,12 +12,14 @@ Nothing a visitor does may show them a traceback: :func:`run` catches any except
 through and shows a short message with a reference that the server's log repeats beside the full traceback
 (Streamlit's stop and rerun signals derive from ``BaseException`` and pass through). What escapes even this (a widget
 callback, which runs before the script) meets ``client.showErrorDetails = "none"`` in ``config.toml``: Streamlit's
-own generic message, without the exception's text or trace.
+own generic message, without the exception's text or trace. The test suite sets ``VIT_EXPLAIN_STRICT_ERRORS=1``
+(an operator's setting, never a visitor's) so that the error is also raised and fails the test that met it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import uuid
 
@@ -32,6 +34,8 @@ def run() -> None:
         _route()
     except Exception as e:  # noqa: BLE001 - the last line of defence: a message for the visitor, the trace logged
         show_failure(e)
+        if os.environ.get("VIT_EXPLAIN_STRICT_ERRORS") == "1":  # set by the test suite (tests/conftest.py) only
+            raise
 
 
 def show_failure(error: Exception) -> None:

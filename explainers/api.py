@@ -156,7 +156,8 @@ def explain(model, image, method: str = "attention_rollout", target=None, progre
     """Explain ``model``'s prediction for ``image`` with ``method``.
 
     image: a PIL image, a path, bytes, or a tensor (3, H, W) / (B, 3, H, W) already preprocessed.
-    target: None (the predicted class), a class index, one index per image of a batch, or a target object from
+    target: None (the predicted class; on a model without classes, none for class-agnostic methods: docs/targets.md),
+        a class index, one index per image of a batch, or a target object from
         :mod:`explainers.targets` (class probability, contrast of two classes, similarity to an embedding, another
         image or a region, any function of the outputs).
     progress: optional ``callback(done, total)`` for long methods; return False (or raise

@@ -19,7 +19,6 @@ from PIL import Image
 
 import explainers
 from explainers.models import resolve_device
-from explainers.models.loading import MAX_NAME
 
 from . import loading, settings, targets_ui
 from .loading import LoadFailure, decode, model_input_image, predict, read_sample, thumbnail  # noqa: F401
@@ -121,9 +120,6 @@ def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str 
     looks_like_path = (name.startswith(("/", ".", "~")) or "\\" in name or ".." in name or _exists(name))
     if looks_like_path:
         name = _allowed_path(name, "Local model folders")
-    elif len(name) > MAX_NAME:
-        raise ChoiceError(f"A model name has at most {MAX_NAME} characters (this one has {len(name)}); timm names "
-                          "and Hugging Face ids are much shorter, e.g. deit_small_patch16_224.")
     elif not (_TIMM_NAME.match(name) or _HF_ID.match(name)):
         raise ChoiceError(f"{name!r} is neither a timm model name (e.g. deit_small_patch16_224) nor a Hugging "
                           "Face id (owner/name).")

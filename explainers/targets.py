@@ -23,13 +23,12 @@ published definitions) and the value itself for the others.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable as _Callable
 from dataclasses import dataclass
-from decimal import Decimal
 
 import torch
 
+from .class_values import class_index, class_values
 from .errors import InvalidParameterError
 
 __all__ = ["Target", "ClassLogit", "ClassProbability", "Contrast", "Similarity", "Callable", "Bound", "bind",
@@ -79,34 +78,6 @@ def _need_logits(model, out, what: str):
             f"{what} has no meaning; explain a similarity target (explainers.targets.Similarity.to_region(...) or "
             "to_image(...)), a text prompt for CLIP/SigLIP, or load the model with num_classes=N")
     return out.logits
-
-
-def class_index(v) -> int | None:
-    """An integral class value as an int: int, numpy or 0-d tensor/array integer, an integer-valued float,
-    ``Decimal`` or ``Fraction``; None for anything else (a bool, 1.5, NaN, text)."""
-    if getattr(v, "ndim", None) == 0 and hasattr(v, "item") and not isinstance(v, (int, float)):
-        v = v.item()  # numpy scalars, 0-d arrays and tensors
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, numbers.Integral) or (hasattr(v, "__index__") and not hasattr(v, "ndim")):
-        return int(v)
-    if isinstance(v, float):
-        return int(v) if v.is_integer() else None
-    if isinstance(v, Decimal):
-        return int(v) if v.is_finite() and v == v.to_integral_value() else None
-    if isinstance(v, numbers.Rational):
-        return int(v) if v.denominator == 1 else None
-    return None
-
-
-def class_values(spec) -> list:
-    """The class values of a target given as one value, a list/tuple, or a tensor or numpy array of any shape
-    (one value per image of a batch), flattened; each is checked by :func:`class_index`."""
-    if isinstance(spec, torch.Tensor) or (getattr(spec, "ndim", 0) and hasattr(spec, "reshape")):
-        return list(spec.reshape(-1).tolist())
-    if isinstance(spec, (list, tuple)):
-        return list(spec)
-    return [spec]
 
 
 def _check_class(model, c) -> int:

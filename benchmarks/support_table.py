@@ -51,7 +51,9 @@ def row(name: str) -> str:
         except ExplainerError:
             refused.append(method)
     runs = f"{ok}/{len(explainers.METHODS)}" + (f" (refused: {', '.join(refused)})" if refused else "")
-    target_kind = "class" if m.num_classes else "similarity (no classes)"
+    # what explain(target=None) does (docs/targets.md): the predicted class; without classes, class-agnostic
+    # methods explain no target and the others ask for one (the table's runs give them a similarity target)
+    target_kind = "predicted class" if m.num_classes else "none: class-agnostic methods need none, others a similarity"
     return f"| {DESCRIPTIONS[name]} | yes | {sizes} | {runs} | {m.pooling.kind} | {target_kind} | {inside(m, x)} |"
 
 

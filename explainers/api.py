@@ -11,9 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InvalidParameterError
+from .identity import model_identity
 from .images import load_image
-from .inputs import check_input_tensor
+from .inputs import check_input_tensor, check_outputs
 from .registry import METHODS, Capture, check_target
+from .targets import NoTarget
 from .viz import check_clip, check_cmap, check_scale, default_cmap, default_scale, scale_map, value_range
 
 __all__ = ["Explanation", "explain", "capture", "render", "to_input", "upsample", "is_signed"]
@@ -123,14 +125,18 @@ def capture(model, image, method: str = "attention_rollout", target=None, progre
     m = METHODS[method]
     full = m.validate(params, model)
     heavy, _ = m.split(full)
+    if target is None and not m.class_specific and not model.num_classes:
+        target = NoTarget()  # a class-agnostic method on a model without classes needs no target
     check_target(target, model.num_classes)
     x, _ = to_input(model, image)
     t0 = time.perf_counter()
     cap = m.capture(model, x, target, heavy, progress)
     cap.seconds = time.perf_counter() - t0
+    check_outputs(cap)
     cap.method = m.name
     cap.params = heavy
     cap.x = x.detach().cpu()
+    cap.model_name, cap.model_identity = str(getattr(model, "name", "")), model_identity(model)
     return cap
 
 
@@ -140,6 +146,10 @@ def render(cap: Capture, model=None, batch: bool | None = None, **params):
     Returns one :class:`Explanation` per image: a list for a batch of several images, else a single one.
     """
     m = METHODS[cap.method]
+    if model is not None and cap.model_identity and model_identity(model) != cap.model_identity:
+        raise InvalidParameterError(
+            f"this capture was made with another model ({cap.model_name!r}); render it with the model that made it, "
+            f"or capture again with this one ({getattr(model, 'name', '')!r})")
     full = m.validate({**cap.params, **params}, model)
     heavy, cheap = m.split(full)
     if heavy != cap.params:
@@ -199,7 +209,8 @@ def explain(model, image, method: str = "attention_rollout", target=None, progre
     """Explain ``model``'s prediction for ``image`` with ``method``.
 
     image: a PIL image, a path, bytes, or a tensor (3, H, W) / (B, 3, H, W) already preprocessed.
-    target: None (the predicted class), a class index, one index per image of a batch, or a target object from
+    target: None (the predicted class; on a model without classes, none for class-agnostic methods: docs/targets.md),
+        a class index, one index per image of a batch, or a target object from
         :mod:`explainers.targets` (class probability, contrast of two classes, similarity to an embedding, another
         image or a region, any function of the outputs).
     progress: optional ``callback(done, total)`` for long methods; return False (or raise

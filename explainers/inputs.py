@@ -10,7 +10,9 @@ values, normalised with the model's mean and std. :func:`check_input_tensor` ref
 * complex tensors; other shapes than (3, H, W) or (B, 3, H, W); an empty batch or no pixels;
 * more than ``MAX_TENSOR_PIXELS`` per image or ``MAX_TENSOR_BATCH`` images: attention memory grows with the
   square of the number of patches (a 1x3x896x896 input cost 2.6-3.6 GB on DeiT-Tiny);
-* NaN or infinite values (they would give NaN logits, a NaN probability and a meaningless target).
+* NaN or infinite values (they would give NaN logits, a NaN probability and a meaningless target);
+* finite values beyond ``MAX_TENSOR_ABS`` in magnitude (1e30 gave NaN logits, target 0 with probability NaN): a
+  preprocessed image lies within about ±3, raw 0-255 pixels within 255.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch
 
 from .errors import ImageError
 
-__all__ = ["MAX_TENSOR_PIXELS", "MAX_TENSOR_BATCH", "check_input_tensor"]
+__all__ = ["MAX_TENSOR_PIXELS", "MAX_TENSOR_BATCH", "MAX_TENSOR_ABS", "check_input_tensor", "check_outputs"]
 
 MAX_TENSOR_PIXELS = 518 * 518  # per image: 224, 384, 448 and DINOv2's 518 inputs pass
 MAX_TENSOR_BATCH = 64  # images per call
+MAX_TENSOR_ABS = 1e6  # |value|: far above any preprocessed image, far below what overflows float32 attention
 
 _CONVERT = ("pass the image itself (a PIL image, numpy array, path or bytes) so the model's preprocessing "
             "is applied, or convert it: x = model.preprocess(PIL.Image.fromarray(array)) for one image, or "
@@ -69,4 +72,20 @@ def check_input_tensor(x, max_pixels: int | None = None, max_batch: int | None =
         bad = int((~torch.isfinite(x)).sum())
         raise ImageError(f"the input tensor contains {bad} NaN or infinite value(s); an explanation of it would be "
                          "meaningless. Replace them (torch.nan_to_num) or check the code that produced it")
+    peak = float(x.detach().abs().max())
+    if peak > MAX_TENSOR_ABS:
+        raise ImageError(f"the input tensor has values up to {peak:.3g} in magnitude, above the limit of "
+                         f"{MAX_TENSOR_ABS:.0e}: a preprocessed image lies within about ±3, and such values overflow "
+                         f"the model's arithmetic (NaN outputs). {_CONVERT}")
     return x
+
+
+def check_outputs(cap) -> None:
+    """Refuse a capture whose clean outputs are not finite (NaN or infinite logits or target scores): its target
+    and probability would be meaningless. Raised as an :class:`ImageError`: the input (or the weights) overflowed
+    the model's arithmetic."""
+    for what, t in (("logits", cap.logits), ("target scores", cap.target_scores)):
+        if t is not None and not bool(torch.isfinite(t.detach()).all()):
+            raise ImageError(f"the model's {what} for this input are not finite (NaN or infinite), so its prediction "
+                             "and any explanation of it are meaningless; check the input's values (a preprocessed "
+                             "image lies within about ±3) and the model's weights")

@@ -161,6 +161,8 @@ class Capture:
     x: torch.Tensor | None = None  # the model input (kept for metrics/reports), on the CPU
     target: Any = None  # the bound target (explainers.targets.Bound)
     target_scores: torch.Tensor | None = None  # (B,) the target's score on the clean input (class probability)
+    model_name: str = ""  # the model that made it, and its identity (explainers.identity): render refuses another
+    model_identity: str = ""
 
 
 @dataclass
@@ -275,14 +277,9 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def _is_integral(v) -> bool:
-    """int, numpy integer (has ``__index__``) or an integer-valued float."""
-    return hasattr(v, "__index__") or (isinstance(v, float) and v.is_integer())
-
-
 def check_target(target, num_classes: int) -> None:
     """Refuse a bad class target before any model pass (target objects are checked when they are bound)."""
-    from .targets import ClassLogit, Contrast, Target
+    from .targets import ClassLogit, Contrast, Target, class_index, class_values
 
     if isinstance(target, Contrast):
         target = [target.a, target.b]
@@ -296,16 +293,13 @@ def check_target(target, num_classes: int) -> None:
         raise InvalidParameterError(
             "this model has no classifier, so a class target has no meaning; explain a similarity target "
             "(explainers.targets.Similarity) or load the model with num_classes=N")
-    if hasattr(target, "tolist") and not hasattr(target, "__index__"):  # numpy arrays
-        target = target.tolist()
-    vals = target.reshape(-1).tolist() if isinstance(target, torch.Tensor) else (
-        list(target) if isinstance(target, (list, tuple)) else [target])
-    for v in vals:
-        if isinstance(v, bool) or not _is_integral(v):
+    for v in class_values(target):
+        i = class_index(v)
+        if i is None:
             raise InvalidParameterError(f"target class must be an integer; got {v!r}")
-        if not 0 <= int(v) < num_classes:
+        if not 0 <= i < num_classes:
             raise InvalidParameterError(
-                f"target class {int(v)} is outside this model's classes (0..{num_classes - 1})")
+                f"target class {i} is outside this model's classes (0..{num_classes - 1})")
 
 
 def report_progress(progress: Callable[[int, int], Any] | None, done: int, total: int) -> None:

@@ -2,8 +2,12 @@
 
 ``target`` may be, everywhere in the library (``explain``, ``capture``, the metrics, ``evaluate``):
 
-* None: the predicted class's logit (a model without classes has no default: give a similarity target);
-* an int, or one int per image of a batch: that class's logit;
+* None: the predicted class's logit; on a model without classes, a class-agnostic method (attention rollout, raw
+  attention, Eigen-CAM) explains :class:`NoTarget` and every other method asks for a target (a similarity or text
+  target);
+* an int, or one int per image of a batch (a list, tuple, tensor or numpy array): that class's logit; any integral
+  number is taken (numpy and 0-d tensor integers, ``5.0``, ``Decimal(5)``, ``Fraction(5, 1)``; ``True`` and ``1.5``
+  are refused);
 * :class:`ClassLogit`, :class:`ClassProbability`: one class, by its logit or its softmax probability;
 * :class:`Contrast`: ``logit(a) - logit(b)``, "why a rather than b";
 * :class:`Similarity`: cosine similarity of the pooled embedding to a reference embedding, given as a tensor,
@@ -24,10 +28,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .class_values import class_index, class_values
 from .errors import InvalidParameterError
 
 __all__ = ["Target", "ClassLogit", "ClassProbability", "Contrast", "Similarity", "Callable", "Bound", "bind",
-           "as_target", "class_bound"]
+           "as_target", "class_bound", "class_index", "class_values", "NoTarget"]
 
 
 class Target:
@@ -76,14 +81,14 @@ def _need_logits(model, out, what: str):
     return out.logits
 
 
-def _check_class(model, c: int) -> int:
-    if isinstance(c, bool) or not (hasattr(c, "__index__") or (isinstance(c, float) and c.is_integer())):
+def _check_class(model, c) -> int:
+    i = class_index(c)
+    if i is None:
         raise InvalidParameterError(f"target class must be an integer; got {c!r}")
-    c = int(c)
     n = getattr(model, "num_classes", 0)
-    if not 0 <= c < n:
-        raise InvalidParameterError(f"target class {c} is outside this model's classes (0..{n - 1})")
-    return c
+    if not 0 <= i < n:
+        raise InvalidParameterError(f"target class {i} is outside this model's classes (0..{n - 1})")
+    return i
 
 
 def _class_list(model, spec, out) -> torch.Tensor:
@@ -91,17 +96,7 @@ def _class_list(model, spec, out) -> torch.Tensor:
     B = logits.shape[0]
     if spec is None:
         return logits.detach().argmax(-1)
-    if isinstance(spec, torch.Tensor):
-        if spec.dtype.is_floating_point and not bool((spec == spec.round()).all()):
-            raise InvalidParameterError(f"target classes must be integers; got {spec.tolist()}")
-        vals = spec.reshape(-1).tolist()
-    elif hasattr(spec, "tolist") and not hasattr(spec, "__index__"):  # numpy arrays
-        vals = list(spec.reshape(-1).tolist()) if hasattr(spec, "reshape") else list(spec.tolist())
-    elif isinstance(spec, (list, tuple)):
-        vals = list(spec)
-    else:
-        vals = [spec]
-    cls = [_check_class(model, v) for v in vals]
+    cls = [_check_class(model, v) for v in class_values(spec)]
     if len(cls) == 1 and B > 1:
         cls = cls * B
     if len(cls) != B:
@@ -292,6 +287,38 @@ class Callable(Target):
             return self.fn(out).reshape(-1)
 
         return Bound(self, cls, [self.name] * B, value, value)
+
+
+class NoTarget(Target):
+    """No target: what a class-agnostic method (``Method.class_specific`` False: attention rollout, raw attention,
+    Eigen-CAM) explains by default on a model without classes, such as a DINO backbone. Its value is 0 (there is
+    nothing to differentiate) and it has no score: the explanation's probability is NaN, and scoring it (insertion,
+    deletion) is refused."""
+
+    class_specific = False
+    scoreless = True
+    LABEL = "no target (class-agnostic map)"
+
+    def __repr__(self):
+        return "NoTarget()"
+
+    def describe(self, model) -> str:
+        return self.LABEL
+
+    def bind(self, model, outputs, x=None) -> Bound:
+        e = outputs.embedding
+        cls = torch.full((e.shape[0],), -1, dtype=torch.long, device=e.device)
+
+        def value(out):
+            return out.embedding.reshape(out.embedding.shape[0], -1).sum(-1) * 0
+
+        def score(out):
+            raise InvalidParameterError(
+                "a class-agnostic map made without a target cannot be scored (insertion, deletion and the other "
+                "metrics measure a target's score): give a target, e.g. explainers.targets.Similarity.to_region(...), "
+                "a text prompt for CLIP/SigLIP, or a class of a model with a classifier")
+
+        return Bound(self, cls, [self.LABEL] * e.shape[0], value, score)
 
 
 def class_bound(c: int, device=None, label: str = "") -> Bound:

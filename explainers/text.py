@@ -22,59 +22,17 @@ import torch
 
 from ._extras import available, missing_message, require
 from .errors import InvalidParameterError, MissingExtraError, ModelLoadError
+from .prompts import TEMPLATES, check_template, clean_prompts, fill, imagenet_classnames, resolve_templates
 from .targets import Bound, Target
 
-__all__ = ["TEMPLATES", "imagenet_classnames", "resolve_templates", "TextTower", "text_tower", "text_embeddings",
-           "zero_shot_logits", "zero_shot", "zero_shot_classifier", "ZeroShotHead", "TextSimilarity",
-           "TextProbability", "TextContrast"]
+__all__ = ["TEMPLATES", "imagenet_classnames", "resolve_templates", "check_template", "fill", "TextTower",
+           "text_tower", "text_embeddings", "zero_shot_logits", "zero_shot", "zero_shot_classifier", "ZeroShotHead",
+           "TextSimilarity", "TextProbability", "TextContrast"]
 
-MAX_PROMPTS = 2000
 CACHE_SIZE = 32  # prompt sets kept per model
 
 
-def _openai_templates() -> tuple[str, ...]:
-    meta = require("open_clip.zero_shot_metadata", "the 'imagenet' prompt templates (OpenAI's, shipped with open_clip)")
-    return tuple(t("{}") for t in meta.OPENAI_IMAGENET_TEMPLATES)
-
-
-TEMPLATES = {"none": ("{}",), "simple": ("a photo of a {}.",), "imagenet": None}  # imagenet: read from open_clip
-
-
-def imagenet_classnames() -> list[str]:
-    """The 1000 ImageNet class names as written for CLIP's zero-shot evaluation (OpenAI's curated list)."""
-    meta = require("open_clip.zero_shot_metadata", "the CLIP ImageNet class names (shipped with open_clip)")
-    return list(meta.IMAGENET_CLASSNAMES)
-
-
-def resolve_templates(templates) -> tuple[str, ...]:
-    """None / "none" / "simple" / "imagenet" / a list of strings with ``{}`` -> a tuple of templates."""
-    if templates is None:
-        return TEMPLATES["none"]
-    if isinstance(templates, str):
-        key = templates.strip().lower()
-        if key == "imagenet":
-            return _openai_templates()
-        if key in TEMPLATES:
-            return TEMPLATES[key]
-        if "{}" in templates:
-            return (templates,)
-        raise InvalidParameterError(
-            f"unknown templates {templates!r}: use none, simple, imagenet or a string with {{}}")
-    out = tuple(str(t) for t in templates)
-    if not out or any("{}" not in t for t in out):
-        raise InvalidParameterError("every template must contain {} where the prompt goes, e.g. 'a photo of a {}.'")
-    return out
-
-
-def _clean(prompts) -> tuple[str, ...]:
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    out = tuple(str(p).strip() for p in prompts)
-    if not out or any(not p for p in out):
-        raise InvalidParameterError("a text prompt must be a non-empty string")
-    if len(out) > MAX_PROMPTS:
-        raise InvalidParameterError(f"{len(out)} prompts given; at most {MAX_PROMPTS}")
-    return out
+_clean = clean_prompts
 
 
 class TextTower:
@@ -192,7 +150,7 @@ def text_embeddings(model, prompts, templates=None) -> torch.Tensor:
             per_model.move_to_end(key)
             return hit
     tower = text_tower(model)
-    texts = [t.format(p) for p in prompts for t in tmpl]
+    texts = [fill(t, p) for p in prompts for t in tmpl]
     with torch.inference_mode(False), torch.no_grad():  # cached tensors must be usable in autograd graphs later
         f = tower.encode(texts).reshape(len(prompts), len(tmpl), -1)
         f = torch.nn.functional.normalize(f, dim=-1).mean(1)
@@ -221,6 +179,9 @@ def zero_shot(model, image, labels=None, templates="simple", top: int = 5) -> li
     labels; SigLIP: each label's own sigmoid). labels: None -> the 1000 ImageNet classes."""
     from .api import to_input
 
+    if isinstance(top, bool) or not hasattr(top, "__index__") or getattr(top, "ndim", 0) or int(top) < 1:
+        raise InvalidParameterError(f"top must be a whole number of labels, 1 or more; got {top!r}")
+    top = int(top)
     labels = list(_clean(labels)) if labels is not None else imagenet_classnames()
     x, _ = to_input(model, image)
     with torch.inference_mode():

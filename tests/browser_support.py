@@ -79,15 +79,16 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> floa
 
 
 @contextmanager
-def streamlit_server(env: dict | None = None, log_path: Path | None = None, cwd: Path = ROOT):
-    """``streamlit run app.py`` headless on 127.0.0.1 and a free port; yields (url, process)."""
+def streamlit_server(env: dict | None = None, log_path: Path | None = None, cwd: Path = ROOT, script: str = "app.py"):
+    """``streamlit run app.py`` (or another entry ``script``) headless on 127.0.0.1 and a free port; yields
+    (url, process)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     full_env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                     STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **(env or {}))
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        [sys.executable, "-m", "streamlit", "run", script, "--server.headless", "true",
          "--server.address", "127.0.0.1", "--server.port", str(port)],
         cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     try:

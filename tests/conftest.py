@@ -12,6 +12,10 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The app's catch-all (vit_explain_studio.navigation.run) turns an unexpected error into a message for the visitor;
+# under the tests it also re-raises, so that an AppTest or browser test checking for no exception still sees it
+# (test_browser_errors.py turns it off to check what a visitor sees).
+os.environ.setdefault("VIT_EXPLAIN_STRICT_ERRORS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIT_EXPLAIN_SHARED", ROOT.parent / "shared"))

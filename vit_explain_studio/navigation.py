@@ -7,17 +7,49 @@ call :func:`run`. The page scripts live in ``app_pages/`` of this package, not `
 entry. On a cold server the main area shows the title and the loading progress at once (PyTorch and the model
 load for several seconds), before the heavy imports. Offline: set ``VIT_EXPLAIN_WEIGHTS`` to local weights of
 the default model.
+
+Nothing a visitor does may show them a traceback: :func:`run` catches any exception the sidebar or a page lets
+through and shows a short message with a reference that the server's log repeats beside the full traceback
+(Streamlit's stop and rerun signals derive from ``BaseException`` and pass through). What escapes even this (a widget
+callback, which runs before the script) meets ``client.showErrorDetails = "none"`` in ``config.toml``: Streamlit's
+own generic message, without the exception's text or trace. The test suite sets ``VIT_EXPLAIN_STRICT_ERRORS=1``
+(an operator's setting, never a visitor's) so that the error is also raised and fails the test that met it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
+import uuid
 
 import streamlit as st
+
+LOG = logging.getLogger("studio")
 
 
 def run() -> None:
     st.set_page_config(page_title="ViT Explain Studio", page_icon=":material/visibility:", layout="wide")
+    try:
+        _route()
+    except Exception as e:  # noqa: BLE001 - the last line of defence: a message for the visitor, the trace logged
+        show_failure(e)
+        if os.environ.get("VIT_EXPLAIN_STRICT_ERRORS") == "1":  # set by the test suite (tests/conftest.py) only
+            raise
+
+
+def show_failure(error: Exception) -> None:
+    """An unexpected error as a visitor sees it: what happened in plain words and a reference for the operator
+    (the log holds the traceback under the same reference); never the exception's text (it may name server
+    paths) nor its trace."""
+    ref = uuid.uuid4().hex[:8]
+    LOG.error("unexpected error (reference %s)", ref, exc_info=error)
+    st.error(f"Something went wrong on this page ({type(error).__name__}). Try again, or pick another model, "
+             f"image or method; if it keeps happening, tell the operator the reference **{ref}**.",
+             icon=":material/error:")
+
+
+def _route() -> None:
     boot = st.empty()  # the loading progress while PyTorch and the model load; emptied by the sidebar
     if "vit_explain_studio.state" not in sys.modules:  # the first run in this process: the imports take seconds
         with boot.container():

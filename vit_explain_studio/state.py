@@ -113,24 +113,44 @@ def check_model_choice(name: str, weights: str | None = None) -> tuple[str, str 
     weights = (weights or "").strip() or None
     if not name:
         raise ChoiceError("Enter a model name.")
-    looks_like_path = (name.startswith(("/", ".", "~")) or "\\" in name or ".." in name
-                       or settings.resolve_path(name).exists())
+    for what, text in (("model name", name), ("weights path", weights or "")):
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ChoiceError(f"The {what} contains a control character (such as a NUL byte); type it again "
+                              "without one.")
+    looks_like_path = (name.startswith(("/", ".", "~")) or "\\" in name or ".." in name or _exists(name))
     if looks_like_path:
-        if not _under_allowed(Path(name)):
-            raise ChoiceError(
-                f"Local model folders must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS), "
-                f"links included; {name!r} does not.")
-        name = str(settings.resolve_path(name).resolve())
+        name = _allowed_path(name, "Local model folders")
     elif not (_TIMM_NAME.match(name) or _HF_ID.match(name)):
         raise ChoiceError(f"{name!r} is neither a timm model name (e.g. deit_small_patch16_224) nor a Hugging "
                           "Face id (owner/name).")
     if weights is not None:
-        if not _under_allowed(Path(weights)):
-            raise ChoiceError(
-                f"Local weights must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS), "
-                f"links included; {weights!r} does not.")
-        weights = str(settings.resolve_path(weights).resolve())
+        weights = _allowed_path(weights, "Local weights")
     return name, weights
+
+
+def _exists(name: str) -> bool:
+    try:
+        return settings.resolve_path(name).exists()
+    except (OSError, RuntimeError, ValueError):  # too long for the file system, ~user unknown: not a file here
+        return False
+
+
+def _allowed_path(typed: str, what: str) -> str:
+    """The resolved path of ``typed`` when it lies under an allowed folder; else a :class:`ChoiceError`. A path the
+    operating system cannot even look up (``~nosuchuser``, a name longer than the file system allows) is refused
+    with the same advice, never with the system's error (it would name the server's folders)."""
+    advice = (f"{what} must lie under a folder the operator allowed (VIT_EXPLAIN_ALLOWED_PATHS), links included; "
+              f"{typed[:120]!r}{'…' if len(typed) > 120 else ''}")
+    try:
+        if not _under_allowed(Path(typed)):
+            raise ChoiceError(f"{advice} does not.")
+        return str(settings.resolve_path(typed).resolve())
+    except (OSError, RuntimeError, ValueError) as e:
+        if isinstance(e, ChoiceError):
+            raise
+        reason = "its user is unknown" if typed.startswith("~") and isinstance(e, RuntimeError) else \
+            "it is too long" if getattr(e, "errno", None) == 36 else "this server cannot read it"
+        raise ChoiceError(f"{advice} is not a path this server can use ({reason}).") from None
 
 
 # -- the sidebar -------------------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def new_capture(model, x, tr_or_out, bound, passes) -> Capture:
         emb = out.embedding.detach() if out.embedding is not None else None
         from ..models import Outputs
 
-        score = bound.score(Outputs(emb, logits)).detach().float()
+        scoreless = getattr(bound.target, "scoreless", False)  # targets.NoTarget: nothing to score
+        score = None if scoreless else bound.score(Outputs(emb, logits)).detach().float()
     return Capture(method="", logits=logits, targets=bound.classes.detach(), grid=model.grid(x),
                    input_size=tuple(x.shape[-2:]), params={}, forward_passes=passes, target=bound,
                    target_scores=score, state={"prefix": model.num_prefix_tokens,

@@ -297,7 +297,7 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
     p = get_preset(preset)
     base_spec = p.baseline if baseline is None else resolve_baseline(baseline)
     x = _as_batch(model, x)
-    from ..targets import Target, bind, class_bound
+    from ..targets import Target, bind, class_bound, class_index, class_values
 
     if isinstance(target, Target) or (callable(target) and not isinstance(target, torch.Tensor)):
         with torch.inference_mode():
@@ -308,10 +308,11 @@ def insertion_deletion(model, x: torch.Tensor, saliency, target: int, preset=Non
                 raise InvalidParameterError(f"the {p.name} preset scores accuracy, which needs a class target")
             label = cls
     else:
-        if isinstance(target, bool) or not hasattr(target, "__index__") and not (
-                isinstance(target, float) and target.is_integer()):
+        values = class_values(target)
+        index = class_index(values[0]) if len(values) == 1 else None
+        if index is None:
             raise InvalidParameterError(f"target must be a class index or a target object; got {target!r}")
-        target = int(target)
+        target = index
         n_cls = getattr(model, "num_classes", None)
         if target < 0 or (n_cls is not None and target >= n_cls):
             raise InvalidParameterError(f"target {target} is outside the model's classes")

@@ -49,12 +49,16 @@ def _as_batch(model, x) -> torch.Tensor:
 
 
 def _check_target(model, target) -> int:
-    if isinstance(target, bool) or not hasattr(target, "__index__"):
+    from ..targets import class_index, class_values
+
+    values = class_values(target)
+    index = class_index(values[0]) if len(values) == 1 else None
+    if index is None:
         raise InvalidParameterError(f"target must be a class index, got {target!r}")
     n_cls = getattr(model, "num_classes", None)
-    if int(target) < 0 or (n_cls is not None and int(target) >= n_cls):
-        raise InvalidParameterError(f"target {int(target)} is outside the model's classes")
-    return int(target)
+    if index < 0 or (n_cls is not None and index >= n_cls):
+        raise InvalidParameterError(f"target {index} is outside the model's classes")
+    return index
 
 
 def _score(logits: torch.Tensor, score: str, target: int, label: int) -> list[float]:

@@ -285,8 +285,12 @@ def load_model(name: str, weights: str | os.PathLike | None = None, device: str 
     pretrained = True
     if isinstance(weights, str) and weights == "random":
         weights, pretrained = None, False
-    if weights is not None and not Path(weights).exists():
-        raise ModelLoadError(f"weights path {Path(weights).name!r} does not exist")
+    try:
+        missing = weights is not None and not Path(weights).exists()
+    except (OSError, ValueError):  # too long for the file system, a NUL byte: no such file either
+        missing = True
+    if missing:
+        raise ModelLoadError(f"weights path {Path(str(weights)[:200]).name!r} does not exist")
     kind = _kind_of(name)
     with torch.no_grad():
         if name.startswith(("open_clip:", "hf-hub:")):  # open_clip models (explainers.models.open_clip_vit)

@@ -75,3 +75,17 @@ def test_generated_doc_tables_cover_every_method():
         assert (ROOT / "docs" / "methods" / page).exists()
     page = (ROOT / "docs" / "cite.md").read_text()
     assert "| paper | methods |" in doc_tables.expand(page)
+
+
+def test_every_package_is_listed_for_the_wheel():
+    """pyproject lists the packages by hand (the results summary is mapped into the app package), so a new
+    subpackage must be added there: a folder with an __init__.py that the list lacks would be left out of the
+    wheel and break an installed library."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("explainers", "vit_explain_studio")
+             for p in (ROOT / top).rglob("__init__.py")}
+    listed = set(setuptools["packages"])
+    assert found <= listed, sorted(found - listed)
+    mapped = {name: ROOT / folder for name, folder in setuptools["package-dir"].items()}
+    assert listed - found == set(mapped), sorted(listed - found - set(mapped))
+    assert all((folder / "summary.json").is_file() for folder in mapped.values())

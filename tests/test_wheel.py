@@ -46,6 +46,8 @@ def installed(tmp_path_factory):
     for name in SOURCES:  # a copy of the sources, so the build leaves nothing in the checkout
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy2)(ROOT / name, src / name, **(
             {"ignore": ignore} if (ROOT / name).is_dir() else {}))
+    (src / "results").mkdir()  # of the reference results, the wheel ships the summary only
+    shutil.copy2(ROOT / "results" / "summary.json", src / "results" / "summary.json")
     _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp / "dist")], cwd=src)
     (wheel,) = (tmp / "dist").glob("vit_explain_studio-*.whl")
 
@@ -82,9 +84,11 @@ def test_vit_explain_command(installed):
     sample = Path(sample.stdout.strip())
     assert sample.is_file() and sample.is_relative_to(venv)  # the sample photos ship inside the package
     pages = _run([str(venv / "bin" / "python"), "-c", "from vit_explain_studio import settings as s; keys = ["
-                  "p.key for p in s.EXPLAINER_PAGES] + ['home', 'compare', 'evaluate', 'attention_browser', 'sanity'];"
-                  " print(all(s.page(k).is_file() for k in keys), s.page('home'))"], work, env=env).stdout.split()
+                  "p.key for p in s.EXPLAINER_PAGES] + ['home', 'compare', 'evaluate', 'attention_browser', 'sanity', "
+                  "'inside', 'benchmark']; print(all(s.page(k).is_file() for k in keys), s.page('home'), s.RESULTS)"],
+                 work, env=env).stdout.split()
     assert pages[0] == "True" and Path(pages[1]).is_relative_to(venv)  # and so do the page scripts
+    assert (Path(pages[2]) / "summary.json").is_file() and Path(pages[2]).is_relative_to(venv)  # and the results
     r = _run([str(venv / "bin" / "vit-explain"), "explain", "--model", "deit_tiny_patch16_224", "--weights",
               str(WEIGHTS), "--image", str(sample), "--out", "heat.png"], work, env=env)
     assert json.loads(r.stdout)["target"] in range(281, 286), r.stdout[:300]  # a domestic cat (ImageNet 281-285)

@@ -40,11 +40,19 @@ def test_import_explainers_imports_no_optional_package():
     assert json.loads(r.stdout.strip().splitlines()[-1]) == []
 
 
+def _block(monkeypatch, name: str) -> None:
+    """Make ``name`` unimportable, as Python does for a blocked import (None in sys.modules), with its
+    submodules that earlier tests of the session may have imported (they would be found without the parent)."""
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        monkeypatch.setitem(sys.modules, loaded, None)
+    monkeypatch.setitem(sys.modules, name, None)
+
+
 @pytest.mark.parametrize("module, extra", [("open_clip", "clip"), ("open_clip.zero_shot_metadata", "clip"),
                                            ("sentencepiece", "clip"), ("ray", "ray"), ("quantus", "quantus"),
                                            ("streamlit", "app")])
 def test_require_names_the_extra(monkeypatch, module, extra):
-    monkeypatch.setitem(sys.modules, module.split(".")[0], None)  # what Python does for a blocked import
+    _block(monkeypatch, module.split(".")[0])
     with pytest.raises(MissingExtraError) as e:
         _extras.require(module)
     assert f'pip install "vit-explain-studio[{extra}]"' in str(e.value)
@@ -77,7 +85,7 @@ def test_features_name_their_extra(monkeypatch):
     from explainers.text import imagenet_classnames, resolve_templates
 
     for name in ("open_clip", "ray"):
-        monkeypatch.setitem(sys.modules, name, None)
+        _block(monkeypatch, name)
     with pytest.raises(MissingExtraError, match=r"\[clip\]"):
         resolve_templates("imagenet")
     with pytest.raises(MissingExtraError, match=r"\[clip\]"):

@@ -18,6 +18,7 @@ captum classes act on activation *modules* and know ReLU-type networks only; ViT
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import torch
@@ -104,6 +105,36 @@ class GradientXInput(_Signed):
         return _capture(model, x, box["out"], box["bound"], x.shape[0], attr=attr)
 
 
+# captum's guided backprop and DeepLIFT put hooks on the model's own modules, and a model may be shared by several
+# threads (the app's sessions, a thread pool): these methods run one at a time, and their hooks act only on the
+# passes of the thread that registered them (another thread's pass through a hooked module is left unchanged).
+_HOOKED = threading.Lock()
+_HOOK_NAMES = ("_forward_pre_hook", "_forward_pre_hook_ref", "_forward_hook", "_backward_hook")
+
+
+def _this_thread_only(cls):
+    """``cls`` (a captum attribution class) with every hook method a no-op outside the thread that made it."""
+
+    def guard(name):
+        inner = getattr(cls, name)
+
+        def hook(self, *args, **kwargs):
+            if threading.get_ident() != self._owner:
+                return None
+            return inner(self, *args, **kwargs)
+
+        return hook
+
+    body = {name: guard(name) for name in _HOOK_NAMES if hasattr(cls, name)}
+
+    def __init__(self, *args, **kwargs):
+        cls.__init__(self, *args, **kwargs)
+        self._owner = threading.get_ident()
+
+    body["__init__"] = __init__
+    return type(cls.__name__, (cls,), body)
+
+
 class _GuidedBackprop:
     """captum's ``GuidedBackprop`` with its guided hook on every element-wise activation module (see the module
     docstring); ``hooked`` counts the modules it reached."""
@@ -120,7 +151,7 @@ class _GuidedBackprop:
                     self.backward_hooks.extend(_register_backward_hook(m, self._backward_hook, self))
                     self.hooked += 1
 
-        return Guided(module)
+        return _this_thread_only(Guided)(module)
 
 
 @register
@@ -149,7 +180,7 @@ class GuidedBackprop(Method):
             box["out"], box["bound"] = _clean(model, x, target)
             passes *= 2
         gbp = _GuidedBackprop(ValueNet(model.module, stashing_value_fn(model, target, x, box)))
-        with torch.enable_grad():
+        with _HOOKED, torch.enable_grad():
             grad = gbp.attribute(x.detach().clone().requires_grad_(True))
         cap = _capture(model, x, box["out"], box["bound"], passes, grad=grad)
         cap.state["hooked"] = gbp.hooked
@@ -181,7 +212,7 @@ def _deeplift(module):
             del m.input, m.output
             return mult
 
-    return ViTDeepLift(module)
+    return _this_thread_only(ViTDeepLift)(module)
 
 
 def _gap_warnings(deltas, changes) -> list[list[str]]:
@@ -213,7 +244,7 @@ class DeepLift(_Signed):
         attrs, deltas, changes = [], [], []
         for b in range(x.shape[0]):
             fn = _value_fn(model, bound.select(b))
-            with torch.enable_grad():
+            with _HOOKED, torch.enable_grad():
                 attr, delta = _deeplift(ValueNet(model.module, fn)).attribute(
                     x[b:b + 1].detach().clone().requires_grad_(True), baselines=base[b:b + 1],
                     return_convergence_delta=True)

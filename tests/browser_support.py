@@ -101,6 +101,34 @@ def streamlit_server(env: dict | None = None, log_path: Path | None = None, cwd:
             log.close()
 
 
+OUT = ROOT / "test-output" / "browser"  # screenshots and server logs of the browser tests
+
+
+@contextmanager
+def app_server(log_name: str, env: dict | None = None):
+    """The app (``streamlit run app.py``) on the real DeiT-Tiny weights of ../shared, its log in
+    ``test-output/browser/<log_name>``; yields the url. ``env`` adds or overrides environment variables."""
+    from conftest import WEIGHTS, _require
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    with streamlit_server(env={"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS)), **(env or {})},
+                          log_path=OUT / log_name) as (url, _):
+        yield url
+
+
+@contextmanager
+def chromium():
+    """A headless Chromium driven by Playwright, closed after the block."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def wait_idle(page, timeout_ms: int = 240_000) -> None:
     """Until the app has finished running (no 'running' status widget)."""
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)

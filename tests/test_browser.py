@@ -7,32 +7,25 @@ and a screenshot of every page at 1440x900 and 390x844, all saved to ``test-outp
 from __future__ import annotations
 
 import pytest
-from browser_support import launch, streamlit_server, wait_idle
-from conftest import ROOT, SAMPLES, WEIGHTS, _require
+from browser_support import OUT, app_server, chromium, wait_idle
+from conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.browser
 
-OUT = ROOT / "test-output" / "browser"
 WAIT_MS = 240_000  # the first model load and explanation on a busy 2-core CI machine
 DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def server():
-    OUT.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(env={"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS))},
-                          log_path=OUT / "streamlit.log") as (url, _):
+    with app_server("streamlit.log") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def new_page(browser, viewport=DESKTOP):

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from browser_support import launch, streamlit_server, wait_idle
-from conftest import ROOT, WEIGHTS, _require
+from browser_support import OUT, app_server, chromium, wait_idle
+from conftest import ROOT
 from results_fixture import build
 
 pytestmark = pytest.mark.browser
@@ -19,7 +19,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import results_data as D  # noqa: E402
 import run_reference as plan  # noqa: E402
 
-OUT = ROOT / "test-output" / "browser"
 WAIT_MS = 240_000
 # tall enough for the whole page in one screenshot (Streamlit scrolls its main area, not the document)
 VIEWPORTS = {"desktop": {"width": 1440, "height": 2800}, "phone": {"width": 390, "height": 5200}}
@@ -35,20 +34,14 @@ def server(tmp_path_factory):
         mp.setattr(plan, "SANITY_IMAGES", 4)
         mp.setattr(plan, "HEAVY_SANITY_IMAGES", 2)
         D.write_json(build(root), root / "summary.json")
-    OUT.mkdir(parents=True, exist_ok=True)
-    env = {"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS)), "VIT_EXPLAIN_RESULTS": str(root)}
-    with streamlit_server(env=env, log_path=OUT / "streamlit-benchmark.log") as (url, _):
+    with app_server("streamlit-benchmark.log", env={"VIT_EXPLAIN_RESULTS": str(root)}) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_benchmark_page_at_desktop_and_phone_width(server, browser):

@@ -5,32 +5,24 @@ screenshots in ``test-output/browser/inside-*.png``."""
 from __future__ import annotations
 
 import pytest
-from browser_support import launch, streamlit_server, wait_idle
-from conftest import ROOT, WEIGHTS, _require
+from browser_support import OUT, app_server, chromium, wait_idle
 
 pytestmark = pytest.mark.browser
 
-OUT = ROOT / "test-output" / "browser"
 WAIT_MS = 240_000
 DESKTOP, PHONE = {"width": 1440, "height": 1000}, {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="module")
 def server():
-    OUT.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(env={"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS))},
-                          log_path=OUT / "streamlit-inside.log") as (url, _):
+    with app_server("streamlit-inside.log") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _open(browser, server, viewport):

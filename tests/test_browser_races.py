@@ -10,13 +10,11 @@ import re
 
 import numpy as np
 import pytest
-from browser_support import launch, streamlit_server, wait_idle
-from conftest import ROOT, WEIGHTS, _require
+from browser_support import OUT, app_server, launch, wait_idle
 from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-OUT = ROOT / "test-output" / "browser"
 WAIT_MS = 240_000
 ROUNDS = 30
 # The two pages have the same layout, so their result sections sit at the same place in the page.
@@ -26,9 +24,7 @@ CLICK_LINK = """(href) => document.querySelector(`[data-testid=stSidebarNav] a[h
 
 @pytest.fixture(scope="module")
 def server():
-    OUT.mkdir(parents=True, exist_ok=True)
-    with streamlit_server(env={"VIT_EXPLAIN_WEIGHTS": str(_require(WEIGHTS))},
-                          log_path=OUT / "streamlit-races.log") as (url, _):
+    with app_server("streamlit-races.log") as url:
         yield url
 
 

@@ -29,7 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).resolve().parent)]
 
-from timing import add_timing_options, setup_threads, sync  # noqa: E402
+from timing import add_timing_options, interleaved_times, setup_threads  # noqa: E402
 
 import explainers  # noqa: E402
 
@@ -129,17 +129,8 @@ def package_call(name: str, model, x: torch.Tensor, cls: int):
 def interleaved_stats(fa, fb, repeats: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """(median, min) seconds of ``fa`` and of ``fb``, run alternately after one warm-up each."""
     import statistics
-    import time
 
-    fa(), fb()
-    ta, tb = [], []
-    for _ in range(repeats):
-        for fn, acc in ((fa, ta), (fb, tb)):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            acc.append(time.perf_counter() - t0)
+    ta, tb = interleaved_times(fa, fb, repeats)
     return (statistics.median(ta), min(ta)), (statistics.median(tb), min(tb))
 
 

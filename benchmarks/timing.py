@@ -21,8 +21,8 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
-    """Median seconds of ``fa`` and ``fb``, run alternately after one warm-up each."""
+def interleaved_times(fa, fb, repeats: int) -> tuple[list[float], list[float]]:
+    """The seconds of each run of ``fa`` and of ``fb``, run alternately after one warm-up each."""
     fa(), fb()
     ta, tb = [], []
     for _ in range(repeats):
@@ -32,6 +32,12 @@ def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
             fn()
             sync()
             acc.append(time.perf_counter() - t0)
+    return ta, tb
+
+
+def interleaved(fa, fb, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``fa`` and ``fb``, run alternately after one warm-up each."""
+    ta, tb = interleaved_times(fa, fb, repeats)
     return statistics.median(ta), statistics.median(tb)
 
 

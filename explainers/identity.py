@@ -2,8 +2,8 @@
 other model instead of reading its logits with another model's class names, or indexing past them.
 
 The identity is a short hash of the wrapper's name, its number of classes and their labels, its input size, and a
-digest of the weights (each parameter's name, shape and sum, in float64). The digest is computed once per module
-(held weakly; a duck-typed model without ``named_parameters`` is identified by the object itself), so the check
+digest of the weights (:func:`weights_digest`, the SHA-256 that run folders record). The digest is computed once
+per module (held weakly; a duck-typed model without ``state_dict`` is identified by the object itself), so the check
 costs nothing after the first capture; two loads of the same weights have the same
 identity, and a model must not be modified in place while captures made with it are kept (the app never does).
 """
@@ -16,25 +16,37 @@ import weakref
 
 import torch
 
-__all__ = ["model_identity"]
+__all__ = ["model_identity", "weights_digest"]
 
 _digests: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
-def _weights_digest(module) -> str:
+def weights_digest(module) -> str:
+    """SHA-256 of a module's state dict (names, dtypes, shapes and bytes, in name order), on any device. Computed
+    afresh on every call (run folders fingerprint the weights with it); :func:`model_identity` keeps it per module."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in sorted(module.state_dict().items()):
+            if not isinstance(t, torch.Tensor):
+                continue
+            t = t.detach().to("cpu").contiguous()
+            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+            try:
+                h.update(t.reshape(-1).view(torch.uint8).numpy())
+            except (RuntimeError, TypeError):  # a dtype numpy cannot view: hash its values
+                h.update(repr(t.tolist()).encode())
+    return h.hexdigest()
+
+
+def _cached_weights_digest(module) -> str:
     with _lock:
         hit = _digests.get(module)
     if hit is not None:
         return hit
-    params = getattr(module, "named_parameters", None)
-    if params is None:  # a duck-typed model (tests' closed-form models): the object itself is its identity
+    if not hasattr(module, "state_dict"):  # a duck-typed model (tests' closed-form models): the object itself
         return f"object {id(module)}"
-    h = hashlib.sha1()
-    with torch.no_grad():
-        for name, p in params():
-            h.update(f"{name}:{tuple(p.shape)}:{float(p.detach().double().sum()):.17g};".encode())
-    digest = h.hexdigest()
+    digest = weights_digest(module)
     try:
         with _lock:
             _digests[module] = digest
@@ -49,5 +61,5 @@ def model_identity(model) -> str:
     parts = [type(getattr(model, "module", model)).__name__, str(getattr(model, "name", "")),
              str(getattr(model, "num_classes", "")), str(tuple(getattr(model, "input_size", ()))),
              hashlib.sha1("\n".join(map(str, labels)).encode()).hexdigest(),
-             _weights_digest(getattr(model, "module", model))]
+             _cached_weights_digest(getattr(model, "module", model))]
     return hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidParameterError
+from .identity import weights_digest
 
 FORMAT = "vit-explain-run/1"
 RESULTS_VERSION = 1  # raise it when a change of the library changes the numbers a run folder holds
@@ -52,24 +53,6 @@ def file_digest(path) -> str:
     except OSError:
         return ""
     return h.hexdigest()[:16]
-
-
-def weights_digest(module) -> str:
-    """SHA-256 of a module's state dict (names, dtypes, shapes and bytes, in name order), on any device."""
-    import torch
-
-    h = hashlib.sha256()
-    with torch.no_grad():
-        for name, t in sorted(module.state_dict().items()):
-            if not isinstance(t, torch.Tensor):
-                continue
-            t = t.detach().to("cpu").contiguous()
-            h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-            try:
-                h.update(t.reshape(-1).view(torch.uint8).numpy())
-            except (RuntimeError, TypeError):  # a dtype numpy cannot view: hash its values
-                h.update(repr(t.tolist()).encode())
-    return h.hexdigest()
 
 
 def model_fingerprint(model) -> dict:

@@ -14,6 +14,7 @@ from .errors import InvalidParameterError
 from .identity import model_identity
 from .images import load_image
 from .inputs import check_input_tensor, check_outputs
+from .models.rules import libragrad
 from .registry import METHODS, Capture, check_target
 from .targets import NoTarget
 from .viz import check_clip, check_cmap, check_scale, default_cmap, default_scale, scale_map, value_range
@@ -130,7 +131,8 @@ def capture(model, image, method: str = "attention_rollout", target=None, progre
     check_target(target, model.num_classes)
     x, _ = to_input(model, image)
     t0 = time.perf_counter()
-    cap = m.capture(model, x, target, heavy, progress)
+    with libragrad(bool(heavy.get("libragrad", False))):  # the LibraGrad wrapper (methods offering it)
+        cap = m.capture(model, x, target, heavy, progress)
     cap.seconds = time.perf_counter() - t0
     check_outputs(cap)
     cap.method = m.name

@@ -23,6 +23,7 @@ from app_support import (
 from conftest import SAMPLES
 from PIL import Image
 
+import explainers
 from explainers.geometry import crop_geometry
 
 
@@ -159,3 +160,17 @@ def test_the_result_on_the_photo_at_its_resolution(deit_tiny):
     text = data["report.json"].decode()
     assert "/work" not in text and str(SAMPLES) not in text
 
+
+def test_libragrad_switch_draws_the_balanced_map(deit_tiny):
+    """Issue 26: the LibraGrad option of a gradient method, from its settings (a heavy parameter: Run)."""
+    at = open_page("generic_attention", **{"generic_attention.curves_on": False})
+    plain = grid_values(at)
+    toggle = at.toggle(key="p.generic_attention.libragrad")
+    assert toggle.label == "LibraGrad (balanced backward)" and toggle.value is False
+    toggle.set_value(True).run()
+    at.button(key="p.generic_attention.run").click().run()
+    check_clean(at)
+    ctx = at.session_state["ctx"]  # the page's photo and class
+    balanced = explainers.explain(deit_tiny, ctx.image, "generic_attention", target=ctx.target, libragrad=True)
+    np.testing.assert_allclose(grid_values(at), balanced.patch_map, rtol=1e-3, atol=1e-7)
+    assert not np.allclose(plain, balanced.patch_map, rtol=1e-3, atol=1e-7)

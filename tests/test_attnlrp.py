@@ -18,7 +18,8 @@ from scipy.stats import spearmanr
 from test_methods_baselines import deletion_aucs, deletion_setup  # noqa: F401  (the shared 20-image fixture)
 
 import explainers
-from explainers.methods.attnlrp import identity_rule, norm_rule, rule_relevance, uniform_rule
+from explainers.methods.attnlrp import rule_relevance
+from explainers.models.rules import identity_rule, norm_rule, uniform_rule
 
 NEW = ["attnlrp", "cp_lrp"]
 

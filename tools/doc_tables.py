@@ -93,6 +93,11 @@ def cite_list() -> str:
     for name, m in _methods().items():
         key = m.paper_url or m.paper
         papers.setdefault(key, (_paper(m), []))[1].append(f"`{name}`")
+    from explainers.models.rules import LIBRAGRAD_PAPER, LIBRAGRAD_URL
+
+    wrapped = [f"`{n}`" for n, m in _methods().items() if any(p.name == "libragrad" for p in m.params)]
+    papers[LIBRAGRAD_URL] = (f"[{_cell(LIBRAGRAD_PAPER)}]({LIBRAGRAD_URL})",
+                             [f"the `libragrad=True` option of {', '.join(wrapped)}"])
     lines = ["| paper | methods |", "|---|---|"]
     lines += [f"| {paper} | {', '.join(names)} |" for paper, names in papers.values()]
     return "\n".join(lines)

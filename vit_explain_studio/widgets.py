@@ -14,8 +14,11 @@ CHEAP_NOTE = "Redraws from the cached passes: no new forward pass."
 HEAVY_NOTE = "Changing it runs the model again."
 
 
+LABELS = {"libragrad": "LibraGrad (balanced backward)"}
+
+
 def pretty(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+    return LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 def rst_to_markdown(doc: str) -> str:

@@ -10,11 +10,16 @@ from ..registry import Capture, Param
 from ..targets import bind
 
 __all__ = ["attention_capture", "gradient_capture", "rollout_row", "discard_lowest", "cls_row", "query_vector",
-           "pooling_query", "new_capture", "START_LAYER", "DISCARD_RATIO"]
+           "pooling_query", "new_capture", "START_LAYER", "DISCARD_RATIO", "LIBRAGRAD"]
 
 START_LAYER = Param(
     "start_layer", "int", 0, "First block included in the rollout (0 = all blocks). Chefer et al.'s evaluation "
     "scripts used 1.", min=0, max=lambda m: (m.num_layers - 1) if m is not None else None, cheap=True)
+LIBRAGRAD = Param(
+    "libragrad", "bool", False, "LibraGrad (Mehri et al., CVPR 2025): the same method on a balanced backward pass: "
+    "the normalisations' scale, the activations' gates and the attention weights are held constant for the "
+    "gradient, a gated MLP's product gets half of it (explainers.models.rules). The forward pass, its values "
+    "and the cost are unchanged.")
 DISCARD_RATIO = Param(
     "discard_ratio", "float", 0.9, "Fraction of the lowest fused attention entries set to zero in each layer "
     "before rollout (jacobgil/vit-explain default 0.9).", min=0.0, max=0.99, step=0.01, cheap=True)

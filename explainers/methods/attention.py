@@ -11,6 +11,7 @@ import torch
 from ..registry import Capture, Maps, Method, Param, register
 from ._common import (
     DISCARD_RATIO,
+    LIBRAGRAD,
     START_LAYER,
     attention_capture,
     cls_row,
@@ -109,6 +110,7 @@ class GradientRollout(Method):
               "Reproduce the reference's pairing of layer l's attention with the reversed layer's gradient "
               "of the pre-softmax scores (jacobgil issue #6).", cheap=True),
         REFERENCE_NORMALIZATION,
+        LIBRAGRAD,
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
@@ -190,7 +192,8 @@ class AttentionGradCAM(Method):
     cost = "1 forward + 1 backward"
     family = "attention"
     description = "Grad-CAM applied to the last layer's attention heads."
-    params = (Param("relu", "bool", True, "Clamp the weighted head mean at zero (Grad-CAM's ReLU).", cheap=True),)
+    params = (Param("relu", "bool", True, "Clamp the weighted head mean at zero (Grad-CAM's ReLU).", cheap=True),
+              LIBRAGRAD)
     signed, signed_unless = True, "relu"
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
@@ -227,7 +230,7 @@ class GenericAttention(Method):
     family = "attention"
     description = ("Accumulates gradient-weighted attention (positive part, head mean) through the layers "
                    "with the residual kept as an identity.")
-    params = ()
+    params = (LIBRAGRAD,)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         return gradient_capture(model, x, target)

@@ -30,17 +30,17 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..models import Outputs
 from ..models.blocks import _rope
+from ..models.rules import identity_rule, norm_rule, uniform_rule
 from ..registry import Capture, Maps, Method, Param, register
 from ..targets import bind
 from ._common import new_capture
 from ._lrp_rules import _safe_div
 from .lrp import initial_relevance
 
-__all__ = ["AttnLRP", "CPLRP", "identity_rule", "uniform_rule", "norm_rule", "rule_relevance"]
+__all__ = ["AttnLRP", "CPLRP", "rule_relevance"]
 
 ATTNLRP = ("Achtibat, Hatefi, Dreyer, Jain, Wiegand, Lapuschkin & Samek, AttnLRP: Attention-Aware Layer-Wise "
            "Relevance Propagation for Transformers, ICML 2024")
@@ -48,93 +48,6 @@ ATTNLRP_URL = "https://arxiv.org/abs/2402.05602"
 CPLRP = ("Ali, Schnake, Eberle, Montavon, Müller & Wolf, XAI for Transformers: Better Explanations through "
          "Conservative Propagation, ICML 2022")
 CPLRP_URL = "https://arxiv.org/abs/2202.07304"
-
-
-class _Identity(torch.autograd.Function):
-    """y = fn(x); backward ``grad * y / x`` (0 where x = 0): relevance passes element-wise unchanged."""
-
-    @staticmethod
-    def forward(ctx, x, fn):
-        y = fn(x)
-        if ctx.needs_input_grad[0]:  # one division and one selection (no zero/one tensors allocated)
-            ctx.save_for_backward(torch.where(x == 0, 0.0, y / x))
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        (ratio,) = ctx.saved_tensors
-        return g * ratio, None
-
-
-class _LayerNormRule(torch.autograd.Function):
-    """LayerNorm's exact values (one ``native_layer_norm`` kernel, as the module computes them) with the backward
-    of the standard deviation held constant: ``dx = (gw - mean(gw)) / std`` with ``gw = grad * weight``. This is
-    lxt's ``layer_norm_forward`` (the std detached) without computing the normalisation twice."""
-
-    @staticmethod
-    def forward(ctx, x, shape, weight, bias, eps):
-        y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
-        ctx.save_for_backward(rstd, weight)
-        ctx.dims = tuple(range(-len(shape), 0))
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        rstd, weight = ctx.saved_tensors
-        gw = g * weight if weight is not None else g
-        return (gw - gw.mean(ctx.dims, keepdim=True)) * rstd, None, None, None, None
-
-
-class _Uniform(torch.autograd.Function):
-    """Identity forward; backward divides the gradient (the uniform rule's share of a product's operand)."""
-
-    @staticmethod
-    def forward(ctx, x, factor):
-        ctx.factor = factor
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g / ctx.factor, None
-
-
-def identity_rule(fn, x: torch.Tensor) -> torch.Tensor:
-    """An element-wise function under the identity rule (AttnLRP Eq. 9)."""
-    return _Identity.apply(x, fn)
-
-
-def uniform_rule(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """An operand of a product under the uniform rule (AttnLRP Eq. 7): its relevance divided by ``factor``."""
-    return _Uniform.apply(x, factor)
-
-
-def norm_rule(m: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
-    """A normalisation module with its scale held constant (values are exactly the module's own)."""
-    if m is None:
-        return x
-    name = type(m).__name__.lower()
-    if isinstance(m, nn.LayerNorm) or name in ("layernorm", "layernorm2d", "layernormfp32"):
-        shape = tuple(getattr(m, "normalized_shape", (x.shape[-1],)))
-        if name in ("layernorm", "layernormfp32") and x.dtype in (torch.float32, torch.float64) and x.dim() >= 2:
-            w, b = getattr(m, "weight", None), getattr(m, "bias", None)
-            w = w.detach().to(x.dtype) if isinstance(w, torch.Tensor) else None
-            b = b.detach().to(x.dtype) if isinstance(b, torch.Tensor) else None
-            return _LayerNormRule.apply(x, list(shape), w, b, m.eps)
-        y = m(x)
-        dims = tuple(range(-len(shape), 0))
-        mean = x.mean(dims, keepdim=True)
-        std = ((x - mean).pow(2).mean(dims, keepdim=True) + m.eps).sqrt()
-        s = (x - mean) / std.detach()
-    elif "rms" in name:
-        y = m(x)
-        eps = getattr(m, "eps", None) or getattr(m, "variance_epsilon", None) or torch.finfo(x.dtype).eps
-        s = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps).detach()
-    else:
-        return identity_rule(m, x)
-    w, b = getattr(m, "weight", None), getattr(m, "bias", None)
-    s = s * w if isinstance(w, torch.Tensor) else s
-    s = s + b if isinstance(b, torch.Tensor) else s
-    return y.detach() + (s - s.detach())  # the module's exact values, the rule's gradient
 
 
 def _mlp(m, h: torch.Tensor, cp: bool) -> torch.Tensor:

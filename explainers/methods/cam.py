@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..registry import Capture, Maps, Method, Param, register, report_progress
 from ..targets import bind
-from ._common import new_capture
+from ._common import LIBRAGRAD, new_capture
 from ._perturb import BATCH_SIZE, auto_batch_size
 
 __all__ = ["GradCAM", "GradCAMPlusPlus", "LayerCAM", "ScoreCAM", "EigenCAM", "token_activations"]
@@ -64,7 +64,7 @@ def _finish(cam: torch.Tensor, cap: Capture, relu: bool) -> Maps:
 class _GradientCAM(Method):
     family = "cam"
     cost = "1 forward + 1 backward"
-    params = (RELU,)
+    params = (RELU, LIBRAGRAD)
     signed, signed_unless = True, "relu"
 
     def capture(self, model, x, target, params, progress=None) -> Capture:

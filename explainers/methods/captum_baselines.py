@@ -26,6 +26,7 @@ from torch import nn
 
 from ..metrics.baselines import make_baseline
 from ..registry import Capture, Maps, Method, Param, register
+from ._common import LIBRAGRAD
 from .gradients import CHANNELS, _capture, _clean, _reduce_channels, _value_fn, per_patch, stashing_value_fn
 
 __all__ = ["GradientXInput", "GuidedBackprop", "DeepLift", "is_activation", "ValueNet", "ABSOLUTE",
@@ -93,7 +94,7 @@ class GradientXInput(_Signed):
     paper_url = "https://arxiv.org/abs/1605.01713"
     cost = "1 forward + 1 backward"
     description = "Each pixel's value times the class score's gradient: a first-order estimate of its contribution."
-    params = (ABSOLUTE,)
+    params = (ABSOLUTE, LIBRAGRAD)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         from captum.attr import InputXGradient

@@ -18,6 +18,7 @@ import torch
 
 from ..metrics.baselines import Baseline, make_baseline
 from ..registry import Capture, Maps, Param, register
+from ._common import LIBRAGRAD
 from ._perturb import BATCH_SIZE, auto_batch_size
 from .captum_baselines import ABSOLUTE, _Signed, signed_unless_absolute
 from .gradients import _capture, _clean, _value_fn
@@ -77,7 +78,7 @@ class GradientShap(_Signed):
               choices=("references", "noise", "blur")),
         Param("noise", "float", 0.0, "Standard deviation of the Gaussian noise added to each sampled point "
               "(captum's stdevs, in the normalised space).", min=0.0, max=2.0, step=0.01),
-        SEED, ABSOLUTE, BATCH_SIZE,
+        SEED, ABSOLUTE, BATCH_SIZE, LIBRAGRAD,
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:

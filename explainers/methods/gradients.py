@@ -16,7 +16,7 @@ import torch
 from ..metrics.baselines import make_baseline
 from ..registry import Capture, Maps, Method, Param, register
 from ..targets import bind
-from ._common import new_capture
+from ._common import LIBRAGRAD, new_capture
 from ._perturb import BATCH_SIZE, auto_batch_size
 
 __all__ = ["Saliency", "IntegratedGradients", "SmoothGrad", "Occlusion", "per_patch", "stashing_value_fn"]
@@ -86,7 +86,7 @@ class Saliency(Method):
     cost = "1 forward + 1 backward"
     family = "gradient"
     description = "How much each pixel's value changes the class score: the magnitude of the input gradient."
-    params = (CHANNELS,)
+    params = (CHANNELS, LIBRAGRAD)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
         from captum.attr import Saliency as CaptumSaliency
@@ -128,6 +128,7 @@ class IntegratedGradients(Method):
         Param("absolute", "bool", False, "Rank by the magnitude of the attribution instead of its sign.",
               cheap=True),
         BATCH_SIZE,
+        LIBRAGRAD,
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
@@ -182,6 +183,7 @@ class SmoothGrad(Method):
         Param("seed", "int", 0, "Seed of the noise.", min=0, max=2**31 - 1),
         CHANNELS,
         BATCH_SIZE,
+        LIBRAGRAD,
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:

@@ -13,7 +13,7 @@ import torch
 
 from ..registry import Capture, Maps, Method, Param, register
 from ..targets import bind
-from ._common import new_capture
+from ._common import LIBRAGRAD, new_capture
 
 __all__ = ["LeGrad"]
 
@@ -44,6 +44,7 @@ class LeGrad(Method):
               max=lambda m: (m.num_layers - 1) if m is not None else None, cheap=True),
         Param("pooling", "choice", "model", "How a block's tokens become class scores: the model's own pooling "
               "or the mean of all tokens (the authors' CLIP code, torchcam).", choices=("model", "mean")),
+        LIBRAGRAD,
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:

@@ -13,7 +13,7 @@ from .. import text
 from ..models import Outputs
 from ..registry import Capture, Maps, Method, Param, register
 from ..targets import ClassLogit, Contrast, bind
-from ._common import START_LAYER, cls_row, new_capture, pooling_query, rollout_row
+from ._common import LIBRAGRAD, START_LAYER, cls_row, new_capture, pooling_query, rollout_row
 from ._lrp_rules import relprop
 from .attention import CHEFER21, CHEFER21_URL
 
@@ -172,6 +172,7 @@ class TransformerAttribution(Method):
         Param("normalize_rows", "bool", False,
               "Row-normalise Ā+I before multiplying (mxz2013); Chefer's code has this commented out.", cheap=True),
         PRECISION,
+        LIBRAGRAD,
     )
 
     def capture(self, model, x, target, params, progress=None) -> Capture:

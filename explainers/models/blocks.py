@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from . import fast
 from .parts import BlockParts, Pooling, Probe
+from .rules import identity_rule, libragrad_on, norm_rule, uniform_rule
 
 __all__ = ["Context", "Outputs", "Trace", "block_traced", "block_fast", "block_ablated", "pool_outputs"]
 
@@ -86,16 +87,19 @@ def _merge(o: torch.Tensor) -> torch.Tensor:
     return o.transpose(1, 2).reshape(B, N, H * d)
 
 
-def _mlp_traced(m, h2: torch.Tensor, acts: dict | None) -> torch.Tensor:
+def _mlp_traced(m, h2: torch.Tensor, acts: dict | None, libra: bool = False) -> torch.Tensor:
+    """The MLP; with ``libra`` LibraGrad's backward (gates held constant, a gated product's gradient halved)."""
+    act = (lambda t: identity_rule(m.act, t)) if libra else m.act
     if m.gated:
         gate, val = m.fc1_g(h2), m.fc1_x(h2)
-        g = m.act(gate) * val
+        g = act(gate) * val
+        g = uniform_rule(g, 2) if libra else g
         f1 = gate
     else:
         f1 = m.fc1(h2)
-        g = m.act(f1)
+        g = act(f1)
         gate = val = None
-    gn = m.mid_norm(g) if m.mid_norm is not None else g
+    gn = (norm_rule(m.mid_norm, g) if libra else m.mid_norm(g)) if m.mid_norm is not None else g
     if acts is not None:
         acts.update(f1=f1, g=gn, gate=gate, val=val)
     return m.fc2(gn)
@@ -105,11 +109,15 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
                  keep_acts: bool) -> torch.Tensor:
     acts = {} if keep_acts else None
     fused = not keep_acts and fast.use_fused(x)  # no gradients, no activations kept: only the attention matters
-    h1 = bp.norm1(x)
+    libra = libragrad_on() and torch.is_grad_enabled()
+    norm = (lambda m, t: norm_rule(m, t)) if libra else (lambda m, t: m(t))
+    h1 = norm(bp.norm1, x)
     q, k, v = _qk(bp, h1, ctx, i, acts, fused)
     s = (q * bp.scale) @ k.transpose(-2, -1)
     if bp.rel_bias is not None:
         s = s + bp.rel_bias.bias(ctx.grid, s.shape[-1]).to(s.dtype)
+    if libra:  # LibraGrad: no gradient into q and k; the scores' and probabilities' own gradients are still read
+        s = s.detach().requires_grad_(True)
     a = s.softmax(dim=-1)
     tr.attentions.append(a)
     if keep_scores:
@@ -117,12 +125,12 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
     o = _merge(a @ v)
     if fused:
         return _after_attention(bp, o, x, True)
-    on = bp.attn_norm(o) if bp.attn_norm is not None else o
+    on = norm(bp.attn_norm, o) if bp.attn_norm is not None else o
     attn_out = bp.proj(on)
     branch1 = bp.ls1(attn_out) if bp.ls1 is not None else attn_out
     x_mid = x + branch1
-    h2 = bp.norm2(x_mid)
-    f2 = _mlp_traced(bp.mlp, h2, acts)
+    h2 = norm(bp.norm2, x_mid)
+    f2 = _mlp_traced(bp.mlp, h2, acts, libra)
     branch2 = bp.ls2(f2) if bp.ls2 is not None else f2
     out = x_mid + branch2
     if keep_acts:
@@ -187,22 +195,26 @@ def probe_forward(p: Probe, x: torch.Tensor, tr: Trace | None = None, keep_acts:
         q = p.q_norm(q)
     if p.k_norm is not None:
         k = p.k_norm(k)
-    if tr is None:
+    libra = libragrad_on() and torch.is_grad_enabled()
+    if tr is None and not libra:
         o = F.scaled_dot_product_attention(q, k, v, scale=p.scale)
         a = None
     else:
-        a = ((q * p.scale) @ k.transpose(-2, -1)).softmax(-1)
+        s = (q * p.scale) @ k.transpose(-2, -1)
+        a = (s.detach().requires_grad_(True) if libra else s).softmax(-1)
         o = a @ v
-        tr.probe_attention = a
+        if tr is not None:
+            tr.probe_attention = a
     o = _merge(o)
     y = p.proj(o)
     out = y
     if p.mlp is not None:
-        hn = p.norm(y) if p.norm is not None else y
-        if keep_acts and tr is not None:
+        hn = (norm_rule(p.norm, y) if libra else p.norm(y)) if p.norm is not None else y
+        if (keep_acts and tr is not None) or libra:
             acts: dict = {}
-            m = _mlp_traced(p.mlp, hn, acts)
-            tr.probe_acts = dict(x=x, q=q, k=k, v=v, a=a, o=o, y=y, hn=hn, mlp=m, **acts)
+            m = _mlp_traced(p.mlp, hn, acts, libra)
+            if keep_acts and tr is not None:
+                tr.probe_acts = dict(x=x, q=q, k=k, v=v, a=a, o=o, y=y, hn=hn, mlp=m, **acts)
         else:
             m = p.mlp(hn)
         out = y + m
@@ -214,7 +226,8 @@ def probe_forward(p: Probe, x: torch.Tensor, tr: Trace | None = None, keep_acts:
 def pool_outputs(pool: Pooling, tokens: torch.Tensor, num_prefix: int, tr: Trace | None = None,
                  keep_acts: bool = False) -> Outputs:
     """Final tokens (B, N, D) -> :class:`Outputs` (embedding and, when the model has classes, logits)."""
-    x = pool.norm(tokens) if pool.norm is not None else tokens
+    libra = libragrad_on() and torch.is_grad_enabled()
+    x = (norm_rule(pool.norm, tokens) if libra else pool.norm(tokens)) if pool.norm is not None else tokens
     if pool.kind == "dist":
         e = (x[:, 0] + x[:, 1]) / 2
         return Outputs(e, (pool.head(x[:, 0]) + pool.head_dist(x[:, 1])) / 2)
@@ -231,7 +244,7 @@ def pool_outputs(pool: Pooling, tokens: torch.Tensor, num_prefix: int, tr: Trace
     else:  # pragma: no cover - adapters only build the kinds above
         raise ValueError(pool.kind)
     if pool.fc_norm is not None:
-        e = pool.fc_norm(e)
+        e = norm_rule(pool.fc_norm, e) if libra else pool.fc_norm(e)
     if pool.proj is not None:
         if tr is not None:
             tr.pre_projection = e

@@ -1,0 +1,138 @@
+"""Backward rules written into the forward pass as custom autograd functions, shared by the LRP methods that run
+gradient x input through modified backward passes (:mod:`..methods.attnlrp`) and by LibraGrad.
+
+* :func:`identity_rule`: an element-wise function whose backward is ``grad * f(x) / x`` (AttnLRP's identity rule;
+  for GELU and SiLU this is ``grad * gate(x)`` with the gate held constant, LibraGrad's zero-order linearisation);
+* :func:`uniform_rule`: an operand of a product whose gradient is divided by a factor (the uniform rule; LibraGrad's
+  halving of a gated MLP's product);
+* :func:`norm_rule`: a normalisation with its scale (standard deviation, root mean square) held constant.
+
+Each keeps the module's exact forward values; only the backward changes.
+
+**LibraGrad** (Mehri, Baghshah & Pilehvar, CVPR 2025) is a switch of the traced forward (:func:`libragrad`, one per
+thread, so one shared model serves plain and balanced passes at once): while it is on, a gradient pass through
+:meth:`ViTModel.trace <explainers.models.ViTModel.trace>` (and :meth:`~explainers.models.ViTModel.outputs`, which
+then runs the traced path) uses the authors' "LX1" rules: the normalisations' scale held constant, GELU/SiLU gates
+held constant, the queries and keys detached (the attention probabilities are constants for the backward, their
+own gradient is still recorded), and a gated MLP's product halved ("DU"). The forward values are unchanged.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+__all__ = ["identity_rule", "uniform_rule", "norm_rule", "libragrad", "libragrad_on", "LIBRAGRAD_PAPER",
+           "LIBRAGRAD_URL"]
+
+LIBRAGRAD_PAPER = ("Mehri, Soleymani Baghshah & Pilehvar, LibraGrad: Balancing Gradient Flow for Universally Better "
+                   "Vision Transformer Attributions, CVPR 2025")
+LIBRAGRAD_URL = "https://arxiv.org/abs/2411.16760"
+
+_local = threading.local()
+
+
+@contextmanager
+def libragrad(on: bool = True):
+    """Turn LibraGrad's balanced backward on (or off) for the passes this thread runs inside the block."""
+    before = getattr(_local, "on", False)
+    _local.on = bool(on)
+    try:
+        yield
+    finally:
+        _local.on = before
+
+
+def libragrad_on() -> bool:
+    """Whether this thread's gradient passes use LibraGrad's rules now."""
+    return getattr(_local, "on", False)
+
+
+class _Identity(torch.autograd.Function):
+    """y = fn(x); backward ``grad * y / x`` (0 where x = 0): relevance passes element-wise unchanged."""
+
+    @staticmethod
+    def forward(ctx, x, fn):
+        y = fn(x)
+        if ctx.needs_input_grad[0]:  # one division and one selection (no zero/one tensors allocated)
+            ctx.save_for_backward(torch.where(x == 0, 0.0, y / x))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (ratio,) = ctx.saved_tensors
+        return g * ratio, None
+
+
+class _LayerNormRule(torch.autograd.Function):
+    """LayerNorm's exact values (one ``native_layer_norm`` kernel, as the module computes them) with the backward
+    of the standard deviation held constant: ``dx = (gw - mean(gw)) / std`` with ``gw = grad * weight``. This is
+    lxt's ``layer_norm_forward`` (the std detached) without computing the normalisation twice."""
+
+    @staticmethod
+    def forward(ctx, x, shape, weight, bias, eps):
+        y, _, rstd = torch.native_layer_norm(x, shape, weight, bias, eps)
+        ctx.save_for_backward(rstd, weight)
+        ctx.dims = tuple(range(-len(shape), 0))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        rstd, weight = ctx.saved_tensors
+        gw = g * weight if weight is not None else g
+        return (gw - gw.mean(ctx.dims, keepdim=True)) * rstd, None, None, None, None
+
+
+class _Uniform(torch.autograd.Function):
+    """Identity forward; backward divides the gradient (the uniform rule's share of a product's operand)."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g / ctx.factor, None
+
+
+def identity_rule(fn, x: torch.Tensor) -> torch.Tensor:
+    """An element-wise function under the identity rule (AttnLRP Eq. 9)."""
+    return _Identity.apply(x, fn)
+
+
+def uniform_rule(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """An operand of a product under the uniform rule (AttnLRP Eq. 7): its relevance divided by ``factor``."""
+    return _Uniform.apply(x, factor)
+
+
+def norm_rule(m: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """A normalisation module with its scale held constant (values are exactly the module's own)."""
+    if m is None:
+        return x
+    name = type(m).__name__.lower()
+    if isinstance(m, nn.LayerNorm) or name in ("layernorm", "layernorm2d", "layernormfp32"):
+        shape = tuple(getattr(m, "normalized_shape", (x.shape[-1],)))
+        if name in ("layernorm", "layernormfp32") and x.dtype in (torch.float32, torch.float64) and x.dim() >= 2:
+            w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+            w = w.detach().to(x.dtype) if isinstance(w, torch.Tensor) else None
+            b = b.detach().to(x.dtype) if isinstance(b, torch.Tensor) else None
+            return _LayerNormRule.apply(x, list(shape), w, b, m.eps)
+        y = m(x)
+        dims = tuple(range(-len(shape), 0))
+        mean = x.mean(dims, keepdim=True)
+        std = ((x - mean).pow(2).mean(dims, keepdim=True) + m.eps).sqrt()
+        s = (x - mean) / std.detach()
+    elif "rms" in name:
+        y = m(x)
+        eps = getattr(m, "eps", None) or getattr(m, "variance_epsilon", None) or torch.finfo(x.dtype).eps
+        s = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps).detach()
+    else:
+        return identity_rule(m, x)
+    w, b = getattr(m, "weight", None), getattr(m, "bias", None)
+    s = s * w if isinstance(w, torch.Tensor) else s
+    s = s + b if isinstance(b, torch.Tensor) else s
+    return y.detach() + (s - s.detach())  # the module's exact values, the rule's gradient

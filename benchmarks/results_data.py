@@ -21,13 +21,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import run_reference as plan  # noqa: E402
-from results_reading import reading  # noqa: E402
 
 from explainers import sanity as S  # noqa: E402
 from explainers.evaluation.files import read_curves, read_results  # noqa: E402
 from explainers.evaluation.report import summarize  # noqa: E402
 from explainers.metrics import EXTRA_METRICS, METRICS  # noqa: E402
 from explainers.sanity_run import read_results as read_sanity  # noqa: E402
+from vit_explain_studio.results_summary import reading  # noqa: E402
 
 FORMAT = 1
 DIGITS = 6  # rounding of every number in summary.json (the tables show 2-3 decimals)

@@ -21,9 +21,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import results_data as D  # noqa: E402
-from results_reading import fmt  # noqa: E402
 
 from explainers.errors import ExplainerError  # noqa: E402
+from vit_explain_studio.results_summary import fmt, ranked, versus  # noqa: E402
 
 DOC = D.plan.ROOT / "docs" / "benchmark-results.md"
 BEGIN, END = "<!-- results-tables:begin -->", "<!-- results-tables:end -->"
@@ -43,23 +43,9 @@ def _name(method: str, summary: dict) -> str:
     return f"*{method}*" if method in summary["plan"]["reference"] else method
 
 
-def ranked(model: dict, metric: str, summary: dict) -> list[str]:
-    """Methods with rows, best first by ``metric`` (methods without a value last, in plan order)."""
-    ms = model["evaluate"]["methods"]
-    sign = -1 if summary["metrics"].get(metric, {}).get("higher_is_better", False) else 1
-    with_value = [m for m in ms if ms[m]["metrics"].get(metric, {}).get("mean") is not None]
-    return (sorted(with_value, key=lambda m: sign * ms[m]["metrics"][metric]["mean"])
-            + [m for m in ms if m not in with_value])
-
-
-def _versus(entry: dict, ref: str) -> str:
-    p = entry.get("versus", {}).get(ref)
-    if not p:
-        return "—"
-    if any(p[k]["ci95"] is None for k in ("insertion_auc", "deletion_auc")):
-        return "n/a"  # fewer than two images in common: no interval
-    won = [w for w, k in (("ins", "insertion_auc"), ("del", "deletion_auc")) if p[k]["better"]]
-    return ", ".join(won) if won else "no"
+def _ranked(model: dict, metric: str, summary: dict) -> list[str]:
+    """Every method with rows, best first by ``metric`` (those without a value last, in plan order)."""
+    return ranked(model, metric, summary["metrics"].get(metric, {}).get("higher_is_better", False), keep_missing=True)
 
 
 def verdict(model: dict, method: str) -> str:
@@ -74,12 +60,12 @@ def evaluation_table(model: dict, summary: dict) -> str:
     lines = ["| method | " + " | ".join(_head(summary, k) for k in cols)
              + " | s / image | better than random | better than gaussian | sanity (images) | images |",
              "|---|" + "---:|" * len(cols) + "---:|---|---|---|---:|"]
-    for m in ranked(model, "insertion_auc", summary):
+    for m in _ranked(model, "insertion_auc", summary):
         e = model["evaluate"]["methods"][m]
         cells = [fmt(e["metrics"].get(k)) for k in cols]
         sec = e["metrics"].get("seconds", {}).get("mean")
         cells.append("n/a" if sec is None else f"{sec:.2f}")
-        cells += [_versus(e, "random"), _versus(e, "gaussian"), verdict(model, m), str(e["images"])]
+        cells += [versus(e, "random"), versus(e, "gaussian"), verdict(model, m), str(e["images"])]
         lines.append(f"| {_name(m, summary)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -90,7 +76,7 @@ def extra_table(model: dict, summary: dict) -> str:
         return ""
     lines = ["| method | " + " | ".join(_head(summary, k) for k in cols) + " | images |",
              "|---|" + "---:|" * len(cols) + "---:|"]
-    for m in ranked(model, "road_gap", summary):
+    for m in _ranked(model, "road_gap", summary):
         e = model["evaluate"]["methods"][m]
         lines.append(f"| {_name(m, summary)} | " + " | ".join(fmt(e["metrics"].get(k)) for k in cols)
                      + f" | {e['metrics'].get(cols[0], {}).get('n', 0)} |")

@@ -83,7 +83,7 @@ def test_reading_and_tables_say_what_the_numbers_say(tmp_path):
     lines = [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]]
     assert lines.index("*gaussian*") < lines.index("*random*") and lines.index("flat") > lines.index("good")
     row = next(line for line in table.splitlines() if line.startswith("| good |"))
-    assert "| ins, del | ins, del | pass (4) | 6 |" in row
+    assert "| insertion and deletion | insertion and deletion | pass (4) | 6 |" in row
     sanity = T.sanity_table(s["models"][0], s)
     row = next(line for line in sanity.splitlines() if line.startswith("| flat |"))
     assert row.split(" | ")[1:4] == ["4", "0.95", "0.90"] and row.endswith("**flagged** |")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from .plots import COLORS, REFERENCE_STYLE, _compact
+from .results_summary import stat
 
 VERDICT_COLOURS = {"pass": "#2ca02c", "flagged": "#d62728", "not checked": "#7f7f7f"}
 
@@ -15,11 +16,6 @@ def verdict(model: dict, method: str) -> str:
     """"pass", "flagged" or "not checked" (the sanity check's cascading verdict)."""
     s = model["sanity"]["methods"].get(method, {})
     return "not checked" if "passes" not in s else ("pass" if s["passes"] else "flagged")
-
-
-def stat(model: dict, method: str, metric: str) -> dict | None:
-    s = model["evaluate"]["methods"].get(method, {}).get("metrics", {}).get(metric)
-    return s if s and s.get("mean") is not None else None
 
 
 def ranking(model: dict, order: list[str], metric: str, title: str, reference: tuple[str, ...]) -> go.Figure:

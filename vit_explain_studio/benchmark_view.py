@@ -18,6 +18,7 @@ import streamlit as st
 
 from . import benchmark_plots as bp
 from . import settings
+from .results_summary import fmt, ranked, versus
 from .views import CHART_CONFIG
 
 SUMMARY = "summary.json"
@@ -44,28 +45,6 @@ def summary() -> dict | None:
     return load_summary(str(path), mtime)
 
 
-def _fmt(s: dict | None, digits: int = 3) -> str:
-    if not s or s.get("mean") is None:
-        return "n/a"
-    return f"{s['mean']:.{digits}f}" + (f" ± {s['ci95']:.{digits}f}" if s.get("ci95") is not None else "")
-
-
-def ranked(model: dict, metric: str, higher_is_better: bool) -> list[str]:
-    """Methods with a value of ``metric``, best first."""
-    ms = [m for m in model["evaluate"]["methods"] if bp.stat(model, m, metric)]
-    return sorted(ms, key=lambda m: bp.stat(model, m, metric)["mean"] * (-1 if higher_is_better else 1))
-
-
-def _versus(entry: dict, ref: str) -> str:
-    p = entry.get("versus", {}).get(ref)
-    if not p:
-        return "—"
-    if any(p[k]["ci95"] is None for k in ("insertion_auc", "deletion_auc")):
-        return "n/a"  # fewer than two images in common: no interval
-    won = [w for w, k in (("insertion", "insertion_auc"), ("deletion", "deletion_auc")) if p[k]["better"]]
-    return " and ".join(won) if won else "no"
-
-
 def _images(model: dict, method: str) -> str:
     """"100", or "37 of 100" while the method's evaluation rows are incomplete."""
     done = model["evaluate"]["methods"][method]["images"]
@@ -80,11 +59,11 @@ def table(model: dict, order: list[str], metric: str, reference: tuple[str, ...]
         e = model["evaluate"]["methods"][m]
         sec = bp.stat(model, m, "seconds")
         rows.append({"rank": rank, "method": m + (" (reference)" if m in reference else ""),
-                     "score (95 % CI)": _fmt(bp.stat(model, m, metric)),
+                     "score (95 % CI)": fmt(bp.stat(model, m, metric)),
                      "sanity": bp.verdict(model, m) if m not in reference else "reference",
-                     "insertion AUC": _fmt(bp.stat(model, m, "insertion_auc")),
-                     "deletion AUC": _fmt(bp.stat(model, m, "deletion_auc")),
-                     "beats random on": _versus(e, "random"), "beats Gaussian on": _versus(e, "gaussian"),
+                     "insertion AUC": fmt(bp.stat(model, m, "insertion_auc")),
+                     "deletion AUC": fmt(bp.stat(model, m, "deletion_auc")),
+                     "beats random on": versus(e, "random"), "beats Gaussian on": versus(e, "gaussian"),
                      "s / image": None if sec is None else round(sec["mean"], 3), "images": _images(model, m)})
     return pd.DataFrame(rows)
 

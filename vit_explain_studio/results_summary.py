@@ -1,7 +1,7 @@
-"""The reading of the reference results in words, written from the numbers of one model's summary
-(``results_data.collect``): which methods lead (and which are within the leader's paired 95 % interval), which do
-no better than the random map or beat neither reference row, and which fail the sanity check. The same sentences
-appear in docs/benchmark-results.md and on the app's Benchmark page (through results/summary.json)."""
+"""Reading results/summary.json (the reference runs, ``benchmarks/results_data.collect``) without Streamlit: the
+formatting of a mean with its interval, the paired comparisons with the reference rows, the ranking by a metric and
+the reading of the results in words. One source for docs/benchmark-results.md (``benchmarks/results_tables.py``)
+and the app's Benchmark page: the same numbers, sentences and wording in both."""
 
 from __future__ import annotations
 
@@ -14,6 +14,32 @@ def fmt(stat: dict | None, digits: int = 3) -> str:
         return "n/a"
     s = f"{stat['mean']:.{digits}f}"
     return s + (f" ± {stat['ci95']:.{digits}f}" if stat.get("ci95") is not None else "")
+
+
+def stat(model: dict, method: str, metric: str) -> dict | None:
+    """A method's statistic of ``metric`` (mean, ci95, n), None without a mean."""
+    s = model["evaluate"]["methods"].get(method, {}).get("metrics", {}).get(metric)
+    return s if s and s.get("mean") is not None else None
+
+
+def ranked(model: dict, metric: str, higher_is_better: bool, keep_missing: bool = False) -> list[str]:
+    """Methods with a value of ``metric``, best first; with ``keep_missing`` the others follow in plan order."""
+    ms = model["evaluate"]["methods"]
+    with_value = [m for m in ms if stat(model, m, metric)]
+    order = sorted(with_value, key=lambda m: stat(model, m, metric)["mean"] * (-1 if higher_is_better else 1))
+    return order + ([m for m in ms if m not in with_value] if keep_missing else [])
+
+
+def versus(entry: dict, ref: str) -> str:
+    """On which AUCs a method beats reference row ``ref`` by a paired 95 % interval: "insertion and deletion",
+    "insertion", "deletion", "no"; "n/a" with fewer than two images in common, "—" without a comparison."""
+    p = entry.get("versus", {}).get(ref)
+    if not p:
+        return "—"
+    if any(p[k]["ci95"] is None for k in ("insertion_auc", "deletion_auc")):
+        return "n/a"
+    won = [w for w, k in (("insertion", "insertion_auc"), ("deletion", "deletion_auc")) if p[k]["better"]]
+    return " and ".join(won) if won else "no"
 
 
 def names(methods: list[str]) -> str:

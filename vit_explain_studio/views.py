@@ -31,6 +31,11 @@ def name_of(method: str) -> str:
     return METHODS[method].display_name if method in METHODS else method
 
 
+def shown_name(exp: explainers.Explanation) -> str:
+    """The method's name as a map's caption gives it, with the LibraGrad option when it is on."""
+    return name_of(exp.method) + (" with LibraGrad" if exp.params.get("libragrad") else "")
+
+
 def class_specific(method: str) -> bool:
     return method not in METHODS or bool(METHODS[method].class_specific)
 
@@ -63,12 +68,12 @@ def how_it_works(method: str) -> None:
 def show_result(ctx: Context, exp: explainers.Explanation, alpha: float, key: str, colour_bar: bool = True):
     """The overlay on the photo beside the original (:mod:`vit_explain_studio.photo_view`), what the map explains,
     warnings, the raw patch grid; returns the overlay image and the column beside the grid (for the top-5 chart)."""
-    ov = photo_view.show_on_photo(ctx, exp, alpha, f"{name_of(exp.method)} · {target_text(exp, short=True)}",
+    ov = photo_view.show_on_photo(ctx, exp, alpha, f"{shown_name(exp)} · {target_text(exp, short=True)}",
                                   colour_bar)
     if class_specific(exp.method):
         st.caption(f"{targets_ui.explained_caption(ctx, exp)} · {exp.seconds:.2f} s")
     else:
-        st.caption(f"**Class-agnostic**: {name_of(exp.method)} gives the same map whatever class is chosen · "
+        st.caption(f"**Class-agnostic**: {shown_name(exp)} gives the same map whatever class is chosen · "
                    f"{exp.seconds:.2f} s")
     for w in exp.warnings:
         st.warning(w)

@@ -1,10 +1,16 @@
 """The sampling baselines of benchmark studies, computed with captum and seeded: GradientSHAP (expected gradients),
 LIME and KernelSHAP on the model's own patch grid.
 
-captum draws their random numbers from the global generators of torch and numpy. Each run here holds one lock
-while it seeds them with the method's ``seed`` (inside ``torch.random.fork_rng`` and with numpy's state saved),
-so that the same input and seed give the same map, also when other threads run these methods, and the caller's
-random state is left as it was.
+LIME and KernelSHAP draw their patch subsets from a private ``torch.Generator`` seeded with the method's ``seed``,
+handed to captum through its own extension points (LIME's ``perturb_func``; KernelSHAP's coalition generator,
+overridden with the same draws): the same input and seed give the same map whatever other threads do, and nobody's
+random state is touched. The draws are the ones captum makes after ``torch.manual_seed(seed)`` (a new generator
+seeded alike yields the same sequence), so the maps equal captum's called directly after that seeding.
+
+captum's GradientSHAP has no such hook (it draws from numpy's and torch's global generators): a run holds one lock
+while it seeds them (inside ``torch.random.fork_rng``, numpy's state saved and restored), so one call is
+reproducible and the caller's state is left as it was; a thread that draws from the global generators at the same
+time still changes its samples.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from .captum_baselines import ABSOLUTE, _Signed, signed_unless_absolute
 from .gradients import _capture, _clean, _value_fn
 
 __all__ = ["GradientShap", "Lime", "KernelShap", "seeded", "patch_feature_mask", "lime_kernel",
-           "shap_baselines"]
+           "shap_baselines", "half_subsets", "private_kernel_shap"]
 
 _RNG_LOCK = threading.Lock()
 SEED = Param("seed", "int", 0, "Seed of the random draws.", min=0, max=2**31 - 1)
@@ -101,6 +107,39 @@ class GradientShap(_Signed):
         return _capture(model, x, out, bound, x.shape[0] * (n + 1), attr=torch.cat(attrs))
 
 
+def half_subsets(gen: torch.Generator):
+    """LIME's perturbation function (captum's default draw: each feature kept with probability 1/2) on ``gen``."""
+
+    def perturb(original_inp, **kwargs) -> torch.Tensor:
+        device = original_inp.device if isinstance(original_inp, torch.Tensor) else original_inp[0].device
+        probs = torch.full((1, int(kwargs["num_interp_features"])), 0.5)
+        return torch.bernoulli(probs, generator=gen).to(device=device).long()
+
+    return perturb
+
+
+def private_kernel_shap(forward_func, gen: torch.Generator):
+    """captum's ``KernelShap`` drawing its coalitions from ``gen``: the same process as captum's generator (the
+    all-present and all-absent coalitions first, then a size from the Shapley kernel's distribution and that many
+    features chosen uniformly by the top values of a normal vector)."""
+    from captum.attr import KernelShap
+
+    class _KernelShap(KernelShap):
+        def kernel_shap_perturb_generator(self, original_inp, **kwargs):
+            device = original_inp.device if isinstance(original_inp, torch.Tensor) else original_inp[0].device
+            n = int(kwargs["num_interp_features"])
+            probs = kwargs["num_select_distribution"].probs.reshape(1, -1)
+            yield torch.ones(1, n, device=device, dtype=torch.long)
+            yield torch.zeros(1, n, device=device, dtype=torch.long)
+            while True:
+                k = int(torch.multinomial(probs, 1, True, generator=gen))
+                vals = torch.randn(1, n, generator=gen)
+                threshold = torch.kthvalue(vals, n - k).values.item()
+                yield (vals > threshold).to(device=device).long()
+
+    return _KernelShap(forward_func)
+
+
 def patch_feature_mask(model, x: torch.Tensor) -> torch.Tensor:
     """(1, 1, H, W) long: each pixel's patch index on the model's own grid (row-major), pixels past the last full
     patch joined to the last row or column."""
@@ -132,7 +171,7 @@ class _Patches(_Signed):
     family = "attribution"
     cost = "samples forward passes (batched) + 1"
 
-    def _explain(self, model, x, bound, b, params):
+    def _explain(self, model, x, fn, params, gen: torch.Generator):
         raise NotImplementedError
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
@@ -140,8 +179,9 @@ class _Patches(_Signed):
         maps = []
         gh, gw = model.grid(x)
         for b in range(x.shape[0]):
-            with seeded(params["seed"], x.device), torch.inference_mode():
-                coef = self._explain(model, x[b:b + 1].detach(), _value_fn(model, bound.select(b)), params)
+            gen = torch.Generator().manual_seed(params["seed"])  # private: other threads' draws cannot change it
+            with torch.inference_mode():
+                coef = self._explain(model, x[b:b + 1].detach(), _value_fn(model, bound.select(b)), params, gen)
             maps.append(coef.float().reshape(1, gh, gw))
         return _capture(model, x, out, bound, x.shape[0] * (params["samples"] + 1), coef=torch.cat(maps))
 
@@ -180,12 +220,12 @@ class Lime(_Patches):
         SEED, ABSOLUTE, BATCH_SIZE,
     )
 
-    def _explain(self, model, x, fn, params):
+    def _explain(self, model, x, fn, params, gen):
         from captum._utils.models.linear_model import SkLearnRidge
         from captum.attr import Lime as CaptumLime
 
         lime = CaptumLime(fn, interpretable_model=SkLearnRidge(alpha=params["alpha"]),
-                          similarity_func=lime_kernel(params["kernel_width"]))
+                          similarity_func=lime_kernel(params["kernel_width"]), perturb_func=half_subsets(gen))
         return lime.attribute(x, baselines=make_baseline(model, x, params["baseline"]).to(x.dtype),
                               feature_mask=patch_feature_mask(model, x), n_samples=params["samples"],
                               perturbations_per_eval=auto_batch_size(model, requested=params["batch_size"]),
@@ -209,10 +249,8 @@ class KernelShap(_Patches):
         PATCH_BASELINE, SEED, ABSOLUTE, BATCH_SIZE,
     )
 
-    def _explain(self, model, x, fn, params):
-        from captum.attr import KernelShap as CaptumKernelShap
-
-        return CaptumKernelShap(fn).attribute(
+    def _explain(self, model, x, fn, params, gen):
+        return private_kernel_shap(fn, gen).attribute(
             x, baselines=make_baseline(model, x, params["baseline"]).to(x.dtype),
             feature_mask=patch_feature_mask(model, x), n_samples=params["samples"],
             perturbations_per_eval=auto_batch_size(model, requested=params["batch_size"]), return_input_shape=False)

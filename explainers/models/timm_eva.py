@@ -4,6 +4,7 @@ norm before the attention projection, q/k norms, LayerScale as ``gamma`` paramet
 from __future__ import annotations
 
 from ..errors import UnsupportedModelError
+from . import fast
 from .blocks import Context
 from .parts import QKV, BlockParts, LinearView, Pooling
 from .timm_vit import TimmAdapter, _timm_probe, real_or_none, timm_mlp, timm_scale
@@ -67,7 +68,7 @@ class TimmEva(TimmAdapter):
         return bool(getattr(module, "dynamic_img_size", False))
 
     def embed(self, module, x):
-        t, rope = module._pos_embed(module.patch_embed(x))
+        t, rope = module._pos_embed(fast.patch_embed(module.patch_embed, x))
         t = module.norm_pre(t)
         ph, pw = module.patch_embed.patch_size
         return t, Context(grid=(x.shape[-2] // ph, x.shape[-1] // pw), rope=rope,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UnsupportedModelError
+from . import fast
 from .blocks import Context
 from .parts import QKV, BlockParts, LinearView, Pooling
 from .timm_vit import TimmAdapter, real_or_none, timm_mlp, timm_scale
@@ -82,7 +83,7 @@ class TimmBeit(_FixedSizeTimm):
         return blocks, _pooling(module), module.num_prefix_tokens, module.patch_embed.patch_size
 
     def embed(self, module, x):
-        t = module.patch_embed(x)
+        t = fast.patch_embed(module.patch_embed, x)
         t = torch.cat((module.cls_token.expand(t.shape[0], -1, -1), t), dim=1)
         if module.pos_embed is not None:
             t = t + module.pos_embed
@@ -116,7 +117,7 @@ class TimmRelPos(_FixedSizeTimm):
         return blocks, _pooling(module), module.num_prefix_tokens, module.patch_embed.patch_size
 
     def embed(self, module, x):
-        t = module.patch_embed(x)
+        t = fast.patch_embed(module.patch_embed, x)
         if module.cls_token is not None:
             t = torch.cat((module.cls_token.expand(t.shape[0], -1, -1), t), dim=1)
         return t, Context(grid=self._grid(module, x))

@@ -10,6 +10,7 @@ import math
 from torch import nn
 
 from ..errors import UnsupportedModelError
+from . import fast
 from .blocks import Context, Outputs
 from .core import Adapter, Preprocessing
 from .parts import QKV, BlockParts, LinearView, Mlp, Pooling, Probe, Scale
@@ -115,7 +116,7 @@ class TimmAdapter(Adapter):
     source = "timm"
 
     def patch_embed(self, module, x):
-        p = module.patch_embed(x)
+        p = fast.patch_embed(module.patch_embed, x)
         return p.reshape(p.shape[0], -1, p.shape[-1])
 
     def patch_conv(self, module):
@@ -187,7 +188,7 @@ class TimmViT(TimmAdapter):
         return bool(getattr(module, "dynamic_img_size", False))
 
     def embed(self, module, x):
-        t = module._pos_embed(module.patch_embed(x))
+        t = module._pos_embed(fast.patch_embed(module.patch_embed, x))
         t = module.norm_pre(module.patch_drop(t))
         ph, pw = module.patch_embed.patch_size
         return t, Context(grid=(x.shape[-2] // ph, x.shape[-1] // pw))

@@ -27,7 +27,16 @@ from torch import nn
 from ..metrics.baselines import make_baseline
 from ..registry import Capture, Maps, Method, Param, register
 from ._common import LIBRAGRAD
-from .gradients import CHANNELS, _capture, _clean, _reduce_channels, _value_fn, per_patch, stashing_value_fn
+from .gradients import (
+    CHANNELS,
+    _capture,
+    _clean,
+    _reduce_channels,
+    _value_fn,
+    input_gradient,
+    per_patch,
+    stashing_value_fn,
+)
 
 __all__ = ["GradientXInput", "GuidedBackprop", "DeepLift", "is_activation", "ValueNet", "ABSOLUTE",
            "signed_unless_absolute"]
@@ -84,8 +93,9 @@ class _Signed(Method):
 
 @register
 class GradientXInput(_Signed):
-    """Gradient x Input (captum ``InputXGradient``): the input times the target's input gradient, summed over the
-    colour channels; a patch's value is the sum over its pixels. One forward and one backward for the batch."""
+    """Gradient x Input (what captum's ``InputXGradient`` computes, checked against it): the input times the
+    target's input gradient, summed over the colour channels; a patch's value is the sum over its pixels. One
+    forward and one backward for the batch."""
 
     name = "gradient_x_input"
     display_name = "Gradient × Input"
@@ -97,13 +107,8 @@ class GradientXInput(_Signed):
     params = (ABSOLUTE, LIBRAGRAD)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
-        from captum.attr import InputXGradient
-
-        box: dict = {}
-        with torch.enable_grad():
-            attr = InputXGradient(stashing_value_fn(model, target, x, box)).attribute(
-                x.detach().clone().requires_grad_(True))
-        return _capture(model, x, box["out"], box["bound"], x.shape[0], attr=attr)
+        grad, out, bound = input_gradient(model, target, x)
+        return _capture(model, x, out, bound, x.shape[0], attr=x * grad)
 
 
 # captum's guided backprop and DeepLIFT put hooks on the model's own modules, and a model may be shared by several

@@ -32,7 +32,6 @@ from .gradients import (
     _capture,
     _clean,
     _reduce_channels,
-    _value_fn,
     input_gradient,
     per_patch,
     stashing_value_fn,
@@ -249,15 +248,20 @@ class DeepLift(_Signed):
         base = make_baseline(model, x, params["baseline"]).to(x.dtype)
         attrs, deltas, changes = [], [], []
         for b in range(x.shape[0]):
-            fn = _value_fn(model, bound.select(b))
+            sel, seen = bound.select(b), []
+
+            def fn(t, sel=sel, seen=seen):  # keeps the values of DeepLIFT's own pass: (image, baseline)
+                v = sel.value(model.outputs(t))
+                seen.append(v.detach())
+                return v
+
             with _HOOKED, torch.enable_grad():
-                attr, delta = _deeplift(ValueNet(model.module, fn)).attribute(
-                    x[b:b + 1].detach().clone().requires_grad_(True), baselines=base[b:b + 1],
-                    return_convergence_delta=True)
-            with torch.inference_mode():
-                changes.append(fn(x[b:b + 1]) - fn(base[b:b + 1]))
-            attrs.append(attr.detach())
-            deltas.append(delta.detach().float())
+                attr = _deeplift(ValueNet(model.module, fn)).attribute(
+                    x[b:b + 1].detach().clone().requires_grad_(True), baselines=base[b:b + 1]).detach()
+            change = seen[0][:1] - seen[0][1:2]  # captum runs the image and its baseline as one batch of two
+            changes.append(change)
+            attrs.append(attr)
+            deltas.append((attr.sum(dim=(1, 2, 3)) - change).float())  # captum's convergence delta
         cap = _capture(model, x, out, bound, 3 * x.shape[0], attr=torch.cat(attrs))
         cap.state["warnings"] = _gap_warnings(torch.cat(deltas), torch.cat(changes))
         return cap

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from . import fast
 from .parts import BlockParts, Pooling, Probe
-from .rules import identity_rule, libragrad_on, norm_rule, uniform_rule
+from .rules import balanced_pass, identity_rule, norm_rule, uniform_rule
 
 __all__ = ["Context", "Outputs", "Trace", "block_traced", "block_fast", "block_ablated", "pool_outputs"]
 
@@ -87,6 +87,13 @@ def _merge(o: torch.Tensor) -> torch.Tensor:
     return o.transpose(1, 2).reshape(B, N, H * d)
 
 
+def _norm(m, x: torch.Tensor, libra: bool) -> torch.Tensor:
+    """A normalisation module (None: none), with LibraGrad's rule in a balanced pass."""
+    if libra:
+        return norm_rule(m, x)
+    return m(x) if m is not None else x
+
+
 def _mlp_traced(m, h2: torch.Tensor, acts: dict | None, libra: bool = False) -> torch.Tensor:
     """The MLP; with ``libra`` LibraGrad's backward (gates held constant, a gated product's gradient halved)."""
     act = (lambda t: identity_rule(m.act, t)) if libra else m.act
@@ -99,7 +106,7 @@ def _mlp_traced(m, h2: torch.Tensor, acts: dict | None, libra: bool = False) -> 
         f1 = m.fc1(h2)
         g = act(f1)
         gate = val = None
-    gn = (norm_rule(m.mid_norm, g) if libra else m.mid_norm(g)) if m.mid_norm is not None else g
+    gn = _norm(m.mid_norm, g, libra)
     if acts is not None:
         acts.update(f1=f1, g=gn, gate=gate, val=val)
     return m.fc2(gn)
@@ -109,9 +116,8 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
                  keep_acts: bool) -> torch.Tensor:
     acts = {} if keep_acts else None
     fused = not keep_acts and fast.use_fused(x)  # no gradients, no activations kept: only the attention matters
-    libra = libragrad_on() and torch.is_grad_enabled()
-    norm = (lambda m, t: norm_rule(m, t)) if libra else (lambda m, t: m(t))
-    h1 = norm(bp.norm1, x)
+    libra = balanced_pass()
+    h1 = _norm(bp.norm1, x, libra)
     q, k, v = _qk(bp, h1, ctx, i, acts, fused)
     s = (q * bp.scale) @ k.transpose(-2, -1)
     if bp.rel_bias is not None:
@@ -125,11 +131,11 @@ def block_traced(bp: BlockParts, x: torch.Tensor, tr: Trace, ctx: Context, i: in
     o = _merge(a @ v)
     if fused:
         return _after_attention(bp, o, x, True)
-    on = norm(bp.attn_norm, o) if bp.attn_norm is not None else o
+    on = _norm(bp.attn_norm, o, libra)
     attn_out = bp.proj(on)
     branch1 = bp.ls1(attn_out) if bp.ls1 is not None else attn_out
     x_mid = x + branch1
-    h2 = norm(bp.norm2, x_mid)
+    h2 = _norm(bp.norm2, x_mid, libra)
     f2 = _mlp_traced(bp.mlp, h2, acts, libra)
     branch2 = bp.ls2(f2) if bp.ls2 is not None else f2
     out = x_mid + branch2
@@ -195,7 +201,7 @@ def probe_forward(p: Probe, x: torch.Tensor, tr: Trace | None = None, keep_acts:
         q = p.q_norm(q)
     if p.k_norm is not None:
         k = p.k_norm(k)
-    libra = libragrad_on() and torch.is_grad_enabled()
+    libra = balanced_pass()
     if tr is None and not libra:
         o = F.scaled_dot_product_attention(q, k, v, scale=p.scale)
         a = None
@@ -209,7 +215,7 @@ def probe_forward(p: Probe, x: torch.Tensor, tr: Trace | None = None, keep_acts:
     y = p.proj(o)
     out = y
     if p.mlp is not None:
-        hn = (norm_rule(p.norm, y) if libra else p.norm(y)) if p.norm is not None else y
+        hn = _norm(p.norm, y, libra)
         if (keep_acts and tr is not None) or libra:
             acts: dict = {}
             m = _mlp_traced(p.mlp, hn, acts, libra)
@@ -226,8 +232,8 @@ def probe_forward(p: Probe, x: torch.Tensor, tr: Trace | None = None, keep_acts:
 def pool_outputs(pool: Pooling, tokens: torch.Tensor, num_prefix: int, tr: Trace | None = None,
                  keep_acts: bool = False) -> Outputs:
     """Final tokens (B, N, D) -> :class:`Outputs` (embedding and, when the model has classes, logits)."""
-    libra = libragrad_on() and torch.is_grad_enabled()
-    x = (norm_rule(pool.norm, tokens) if libra else pool.norm(tokens)) if pool.norm is not None else tokens
+    libra = balanced_pass()
+    x = _norm(pool.norm, tokens, libra)
     if pool.kind == "dist":
         e = (x[:, 0] + x[:, 1]) / 2
         return Outputs(e, (pool.head(x[:, 0]) + pool.head_dist(x[:, 1])) / 2)
@@ -243,8 +249,7 @@ def pool_outputs(pool: Pooling, tokens: torch.Tensor, num_prefix: int, tr: Trace
         e = probe_forward(pool.probe, x, tr, keep_acts)
     else:  # pragma: no cover - adapters only build the kinds above
         raise ValueError(pool.kind)
-    if pool.fc_norm is not None:
-        e = norm_rule(pool.fc_norm, e) if libra else pool.fc_norm(e)
+    e = _norm(pool.fc_norm, e, libra)
     if pool.proj is not None:
         if tr is not None:
             tr.pre_projection = e

@@ -24,7 +24,7 @@ from PIL import Image
 
 from ..errors import ImageError, ModelLoadError, UnsupportedModelError
 from .blocks import Context, Outputs, Trace, block_fast, block_traced, pool_outputs
-from .rules import libragrad_on
+from .rules import balanced_pass
 
 __all__ = ["Adapter", "Preprocessing", "ViTModel", "resolve_device"]
 
@@ -217,7 +217,7 @@ class ViTModel:
     def outputs(self, x: torch.Tensor) -> Outputs:
         """Embedding and logits through the library's own path on the fused attention kernel (any input size).
         A gradient pass under :func:`~explainers.models.rules.libragrad` runs the traced path with its rules."""
-        if libragrad_on() and torch.is_grad_enabled():
+        if balanced_pass():
             return self.trace(x).outputs
         t, ctx = self.adapter.embed(self.module, x)
         for i, bp in enumerate(self.blocks):

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["identity_rule", "uniform_rule", "norm_rule", "libragrad", "libragrad_on", "LIBRAGRAD_PAPER",
-           "LIBRAGRAD_URL"]
+__all__ = ["identity_rule", "uniform_rule", "norm_rule", "libragrad", "libragrad_on", "balanced_pass",
+           "LIBRAGRAD_PAPER", "LIBRAGRAD_URL"]
 
 LIBRAGRAD_PAPER = ("Mehri, Soleymani Baghshah & Pilehvar, LibraGrad: Balancing Gradient Flow for Universally Better "
                    "Vision Transformer Attributions, CVPR 2025")
@@ -49,6 +49,11 @@ def libragrad(on: bool = True):
 def libragrad_on() -> bool:
     """Whether this thread's gradient passes use LibraGrad's rules now."""
     return getattr(_local, "on", False)
+
+
+def balanced_pass() -> bool:
+    """Whether the pass being run now takes LibraGrad's rules: the switch is on and autograd records it."""
+    return libragrad_on() and torch.is_grad_enabled()
 
 
 class _Identity(torch.autograd.Function):

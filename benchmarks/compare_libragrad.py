@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from compare_references import WEIGHTS, images  # noqa: E402
 
 import explainers  # noqa: E402
-from explainers.models.blocks import Trace, block_traced, pool_outputs  # noqa: E402
 from explainers.models.rules import libragrad  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "data" / "libragrad_reference.pt"
@@ -40,14 +39,10 @@ def ours(model, x: torch.Tensor, target: torch.Tensor, balanced: bool) -> dict:
     """Token gradient x input (B, N), attention gradients (L, B, H, N, N) and pixel gradients of the target logits."""
     with torch.enable_grad(), libragrad(balanced):
         xg = x.clone().requires_grad_(True)
-        t0, ctx = model.adapter.embed(model.module, xg)
-        h, tr = t0, Trace(logits=None)
-        for i, bp in enumerate(model.blocks):
-            h = block_traced(bp, h, tr, ctx, i, False, False)
-        logits = pool_outputs(model.pooling, h, model.num_prefix_tokens, tr).logits
-        y = logits.gather(1, target[:, None]).sum()
-        g = torch.autograd.grad(y, [t0, xg, *tr.attentions])
-    return dict(tok_gxi=(t0 * g[0]).sum(-1).detach(), pix_grad=g[1], attn_grad=torch.stack(g[2:]))
+        tr = model.trace(xg)
+        y = tr.logits.gather(1, target[:, None]).sum()
+        g = torch.autograd.grad(y, [tr.embedded, xg, *tr.attentions])
+    return dict(tok_gxi=(tr.embedded * g[0]).sum(-1).detach(), pix_grad=g[1], attn_grad=torch.stack(g[2:]))
 
 
 def cls_rows(attn_grad: torch.Tensor) -> torch.Tensor:

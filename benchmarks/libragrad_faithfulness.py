@@ -18,23 +18,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from results_data import paired  # noqa: E402
 
 import explainers  # noqa: E402
 from explainers.evaluation.core import evaluate_image  # noqa: E402
 
 VAL = ROOT.parent / "shared" / "images" / "imagenet-val100"
 PARAMS = {"integrated_gradients": {"steps": 16}, "smoothgrad": {"samples": 16}, "gradient_shap": {"samples": 16}}
-
-
-def interval(diffs: list[float]) -> tuple[float, float]:
-    """Mean and half-width of the 95 % t-interval."""
-    from scipy.stats import t
-
-    n = len(diffs)
-    if n < 2:
-        return statistics.fmean(diffs), math.nan
-    return statistics.fmean(diffs), float(t.ppf(0.975, n - 1)) * statistics.stdev(diffs) / math.sqrt(n)
 
 
 def main(argv=None) -> dict:
@@ -48,28 +40,28 @@ def main(argv=None) -> dict:
     model = explainers.load_model(args.model, weights=weights, device="cpu")
     offering = [n for n, m in explainers.METHODS.items() if any(p.name == "libragrad" for p in m.params)]
     methods = args.methods.split(",") if args.methods else offering
-    auc: dict = {}
+    auc: dict = {}  # (method, libragrad, metric) -> {image: AUC}
     for path in sorted(VAL.glob("*.JPEG"))[:args.images]:
         for on in (False, True):
             params = {m: {**PARAMS.get(m, {}), "libragrad": on} for m in methods}
             rows = evaluate_image(model, path.name, path, methods + ([] if on else ["random"]), method_params=params)
             for r in rows:
-                key = (r["method"], on if r["method"] != "random" else False)
-                auc.setdefault(key, []).append((r["deletion_auc"], r["insertion_auc"]))
+                for what in ("deletion", "insertion"):
+                    auc.setdefault((r["method"], on, what), {})[path.name] = r[f"{what}_auc"]
         print(f"  {path.name} done", flush=True)
-    rnd = auc[("random", False)]
-    print(f"{model.name}, {args.images} images; random map: deletion {statistics.fmean(d for d, _ in rnd):.4f}, "
-          f"insertion {statistics.fmean(i for _, i in rnd):.4f}")
+    print(f"{model.name}, {args.images} images; random map: deletion "
+          f"{statistics.fmean(auc[('random', False, 'deletion')].values()):.4f}, insertion "
+          f"{statistics.fmean(auc[('random', False, 'insertion')].values()):.4f}")
     print(f"{'method':26s} {'del plain':>9s} {'del Libra':>9s} {'difference (95% CI)':>22s} "
           f"{'ins plain':>9s} {'ins Libra':>9s} {'difference (95% CI)':>22s}")
     out = {}
     for m in methods:
-        a, b = auc[(m, False)], auc[(m, True)]
         res = {}
-        for k, what in ((0, "deletion"), (1, "insertion")):
-            mean, half = interval([y[k] - x[k] for x, y in zip(a, b)])
-            res[what] = dict(plain=statistics.fmean(x[k] for x in a), libragrad=statistics.fmean(y[k] for y in b),
-                             difference=mean, half_width=half)
+        for what in ("deletion", "insertion"):
+            a, b = auc[(m, False, what)], auc[(m, True, what)]
+            d = paired(b, a, higher_is_better=True)  # LibraGrad - plain, per image, with its 95 % t-interval
+            res[what] = dict(plain=statistics.fmean(a.values()), libragrad=statistics.fmean(b.values()),
+                             difference=d["mean"], half_width=math.nan if d["ci95"] is None else d["ci95"])
         out[m] = res
         d, i = res["deletion"], res["insertion"]
         print(f"{m:26s} {d['plain']:9.4f} {d['libragrad']:9.4f} {d['difference']:+13.4f} ± {d['half_width']:.4f} "

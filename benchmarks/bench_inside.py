@@ -36,14 +36,21 @@ def load(name: str | None, device: str):
     return explainers.load_model("deit_tiny_patch16_224", weights=weights, device=device)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_and_input(description: str, repeats: int):
+    """The command line of a benchmark on one model and one random image (``--model`` a family of
+    tests/model_zoo.py, default DeiT-Tiny; the timing options): (args, threads line, model, image)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", default=None, help="a family of tests/model_zoo.py (default: DeiT-Tiny)")
-    add_timing_options(ap, repeats=3)
+    add_timing_options(ap, repeats=repeats)
     args = ap.parse_args()
     threads = setup_threads(args)
     m = load(args.model, args.device)
     x = torch.randn(1, 3, *m.input_size, generator=torch.Generator().manual_seed(0)).to(m.device)
+    return args, threads, m, x
+
+
+def main() -> None:
+    args, threads, m, x = model_and_input(__doc__.splitlines()[0], repeats=3)
     L, H = m.num_layers, m.num_heads
     print(f"{m.name}: {L} layers x {H} heads, {args.device}, {threads}")
 

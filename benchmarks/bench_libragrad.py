@@ -10,17 +10,14 @@ backward into the queries and keys.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(Path(__file__).resolve().parent)]
 
-from bench_inside import load  # noqa: E402
-from timing import add_timing_options, interleaved, setup_threads  # noqa: E402
+from bench_inside import model_and_input  # noqa: E402
+from timing import interleaved  # noqa: E402
 
 import explainers  # noqa: E402
 
@@ -30,13 +27,7 @@ TARGET = 1.2
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="a family of tests/model_zoo.py (default: DeiT-Tiny)")
-    add_timing_options(ap, repeats=5)
-    args = ap.parse_args()
-    threads = setup_threads(args)
-    m = load(args.model, args.device)
-    x = torch.randn(1, 3, *m.input_size, generator=torch.Generator().manual_seed(0)).to(m.device)
+    args, threads, m, x = model_and_input(__doc__.splitlines()[0], repeats=5)
     offering = [n for n, meth in explainers.METHODS.items() if any(p.name == "libragrad" for p in meth.params)]
     print(f"{m.name}, {args.device}, {threads}, median of {args.repeats}")
     print(f"{'method':26s} {'plain s':>9s} {'LibraGrad s':>12s} {'ratio':>7s} {'target':>7s}")

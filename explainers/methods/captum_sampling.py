@@ -107,11 +107,16 @@ class GradientShap(_Signed):
         return _capture(model, x, out, bound, x.shape[0] * (n + 1), attr=torch.cat(attrs))
 
 
+def _device_of(original_inp) -> torch.device:
+    """The device of captum's input (a tensor, or a tuple of them)."""
+    return original_inp.device if isinstance(original_inp, torch.Tensor) else original_inp[0].device
+
+
 def half_subsets(gen: torch.Generator):
     """LIME's perturbation function (captum's default draw: each feature kept with probability 1/2) on ``gen``."""
 
     def perturb(original_inp, **kwargs) -> torch.Tensor:
-        device = original_inp.device if isinstance(original_inp, torch.Tensor) else original_inp[0].device
+        device = _device_of(original_inp)
         probs = torch.full((1, int(kwargs["num_interp_features"])), 0.5)
         return torch.bernoulli(probs, generator=gen).to(device=device).long()
 
@@ -126,7 +131,7 @@ def private_kernel_shap(forward_func, gen: torch.Generator):
 
     class _KernelShap(KernelShap):
         def kernel_shap_perturb_generator(self, original_inp, **kwargs):
-            device = original_inp.device if isinstance(original_inp, torch.Tensor) else original_inp[0].device
+            device = _device_of(original_inp)
             n = int(kwargs["num_interp_features"])
             probs = kwargs["num_select_distribution"].probs.reshape(1, -1)
             yield torch.ones(1, n, device=device, dtype=torch.long)

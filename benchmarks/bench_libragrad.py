@@ -28,7 +28,7 @@ TARGET = 1.2
 
 def main() -> None:
     args, threads, m, x = model_and_input(__doc__.splitlines()[0], repeats=5)
-    offering = [n for n, meth in explainers.METHODS.items() if any(p.name == "libragrad" for p in meth.params)]
+    offering = explainers.METHODS.with_param("libragrad")
     print(f"{m.name}, {args.device}, {threads}, median of {args.repeats}")
     print(f"{'method':26s} {'plain s':>9s} {'LibraGrad s':>12s} {'ratio':>7s} {'target':>7s}")
     worst = 0.0

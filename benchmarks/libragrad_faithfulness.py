@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     weights = args.weights or next(str(p) for p in sorted((ROOT.parent / "shared" / "weights").glob(args.model + "*")))
     model = explainers.load_model(args.model, weights=weights, device="cpu")
-    offering = [n for n, m in explainers.METHODS.items() if any(p.name == "libragrad" for p in m.params)]
+    offering = explainers.METHODS.with_param("libragrad")
     methods = args.methods.split(",") if args.methods else offering
     auc: dict = {}  # (method, libragrad, metric) -> {image: AUC}
     for path in sorted(VAL.glob("*.JPEG"))[:args.images]:

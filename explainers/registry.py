@@ -262,6 +262,10 @@ class _Registry(Mapping):
     def __contains__(self, name) -> bool:
         return name in self._methods
 
+    def with_param(self, name: str) -> list[str]:
+        """The methods that take parameter ``name`` (e.g. ``"libragrad"``), in registration order."""
+        return [n for n, m in self._methods.items() if any(p.name == name for p in m.params)]
+
     def add(self, method: Method) -> None:
         if not method.name or method.name in self._methods:
             raise ValueError(f"method name {method.name!r} missing or registered twice")

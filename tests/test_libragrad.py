@@ -122,7 +122,7 @@ def test_wrapped_methods_change_with_the_option_and_keep_their_clean_pass(deit_t
 
 
 def test_methods_without_the_option_refuse_it(deit_tiny, cat_image):
-    offering = {n for n, m in explainers.METHODS.items() if any(p.name == "libragrad" for p in m.params)}
+    offering = set(explainers.METHODS.with_param("libragrad"))
     assert offering == set(WRAPPED)
     with pytest.raises(explainers.errors.InvalidParameterError, match="has no parameter 'libragrad'"):
         explainers.explain(deit_tiny, cat_image, "attention_rollout", libragrad=True)

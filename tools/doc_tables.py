@@ -95,7 +95,7 @@ def cite_list() -> str:
         papers.setdefault(key, (_paper(m), []))[1].append(f"`{name}`")
     from explainers.models.rules import LIBRAGRAD_PAPER, LIBRAGRAD_URL
 
-    wrapped = [f"`{n}`" for n, m in _methods().items() if any(p.name == "libragrad" for p in m.params)]
+    wrapped = [f"`{n}`" for n in _methods().with_param("libragrad")]
     papers[LIBRAGRAD_URL] = (f"[{_cell(LIBRAGRAD_PAPER)}]({LIBRAGRAD_URL})",
                              [f"the `libragrad=True` option of {', '.join(wrapped)}"])
     lines = ["| paper | methods |", "|---|---|"]

@@ -32,6 +32,8 @@ class Param:
     kind: "int", "float", "bool" or "choice". ``min``/``max`` may be numbers or callables of the loaded
     model (e.g. ``lambda m: m.num_layers - 1``); :meth:`bounds` resolves them.
     cheap: True when the parameter only affects the post-processing (no new forward pass needed).
+    added: True for a parameter given to an existing method later, whose default is the method as it was before:
+    a run folder recorded without it resumes when it is at that default (:mod:`explainers.run_folder`).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Param:
     step: float | None = None
     cheap: bool = False
     allow_none: bool = False
+    added: bool = False
 
     def bounds(self, model=None) -> tuple[Any, Any]:
         lo = self.min(model) if callable(self.min) else self.min

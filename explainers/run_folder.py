@@ -82,6 +82,18 @@ def method_params(names, overrides: dict | None = None) -> dict:
     return out
 
 
+def with_added_params(name: str, recorded: dict) -> dict:
+    """The parameters of ``name`` a folder recorded, with the parameters added to the method since (``Param.added``)
+    at their defaults: those defaults are the method as it ran before, so its rows stay valid."""
+    from .registry import METHODS
+
+    if name not in METHODS or not isinstance(recorded, dict):
+        return recorded
+    later = {p.name: json.loads(canonical(p.default)) for p in METHODS[name].params
+             if p.added and p.name not in recorded}
+    return {**recorded, **later}
+
+
 def refuse_random_weights(weights) -> None:
     """``--weights random`` draws new weights on every load: its rows could neither be resumed nor reproduced."""
     if isinstance(weights, str) and weights.strip() == "random":
@@ -290,6 +302,7 @@ class RunFolder:
             if old["command"] != self.command:
                 raise RunFolderError(f"{self.out} holds a {old['command']} run, not {_a(self.command)} run; {refuse}")
             diff = differences(old["fingerprint"], self.fingerprint)
+            old["methods"] = {m: with_added_params(m, p) for m, p in old["methods"].items()}
             for m in sorted(set(old["methods"]) & set(self.methods)):
                 if old["methods"][m] != self.methods[m]:
                     diff.append(f"parameters of {m}: " + "; ".join(differences(old["methods"][m], self.methods[m])))

@@ -122,6 +122,28 @@ def test_changed_method_parameters_are_refused(model, images, ev_ref, tmp_path, 
         evaluate(model, images, out)
 
 
+def test_a_folder_recorded_before_a_parameter_was_added_resumes_at_its_default(tmp_path):
+    from explainers.run_folder import RunFolder, method_params, read_run_json
+
+    now = method_params(["saliency", "attention_rollout"])
+    before = {m: {k: v for k, v in p.items() if k != "libragrad"} for m, p in now.items()}  # as written before it
+    assert before != now
+    with RunFolder(tmp_path / "a", "evaluate", {"model": "m"}, before) as f:
+        f.write_run_json()
+    with RunFolder(tmp_path / "a", "evaluate", {"model": "m"}, now) as f:  # resumes: the default is the old method
+        f.write_run_json()
+    assert read_run_json(tmp_path / "a" / "run.json")["methods"]["saliency"]["libragrad"] is False
+    other = method_params(["saliency"], {"saliency": {"libragrad": True}})
+    with pytest.raises(RunFolderError, match="parameters of saliency: libragrad: False in the folder, True now"):
+        RunFolder(tmp_path / "a", "evaluate", {"model": "m"}, other).open()
+    # a parameter the method always had is not filled in: missing from the folder, it is a difference
+    cut = {"attention_rollout": {k: v for k, v in now["attention_rollout"].items() if k != "discard_ratio"}}
+    with RunFolder(tmp_path / "b", "evaluate", {"model": "m"}, cut) as f:
+        f.write_run_json()
+    with pytest.raises(RunFolderError, match="parameters of attention_rollout: discard_ratio: None in the folder"):
+        RunFolder(tmp_path / "b", "evaluate", {"model": "m"}, now).open()
+
+
 # -- cause 2: other weights of the same architecture, --weights random -------------------------------------------
 def test_sanity_refuses_other_weights_of_the_same_model(model, images, sa_ref, tmp_path):
     out = copy_folder(sa_ref, tmp_path / "s")

@@ -19,7 +19,7 @@ LIBRAGRAD = Param(
     "libragrad", "bool", False, "LibraGrad (Mehri et al., CVPR 2025): the same method on a balanced backward pass: "
     "the normalisations' scale, the activations' gates and the attention weights are held constant for the "
     "gradient, a gated MLP's product gets half of it (explainers.models.rules). The forward pass, its values "
-    "and the cost are unchanged.")
+    "and the cost are unchanged.", added=True)
 DISCARD_RATIO = Param(
     "discard_ratio", "float", 0.9, "Fraction of the lowest fused attention entries set to zero in each layer "
     "before rollout (jacobgil/vit-explain default 0.9).", min=0.0, max=0.99, step=0.01, cheap=True)

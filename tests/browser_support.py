@@ -134,6 +134,27 @@ def wait_idle(page, timeout_ms: int = 240_000) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)
 
 
+def choose(page, box, option, typed: str = "", tries: int = 3) -> None:
+    """Pick ``option`` (a name or a regex) from the selectbox ``box``: wait until the app is idle, open the list
+    (typing ``typed`` to filter it), click the option. A rerun that redraws the box closes its list, so the list
+    is opened again, at most ``tries`` times, before the last wait raises."""
+    choice = page.get_by_role("option").filter(has_text=option).first
+    for attempt in range(tries):
+        wait_idle(page)
+        box.scroll_into_view_if_needed()
+        box.click()
+        if typed:
+            page.keyboard.type(typed)
+        try:
+            choice.wait_for(timeout=10_000 if attempt < tries - 1 else 30_000)
+            break
+        except Exception:  # noqa: BLE001 - the list closed or never opened: open it again
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+    choice.click()
+
+
 def main() -> int:
     """Exit 0 when a Chromium is found and starts headless, else 1 with what to run."""
     path = chromium_path()

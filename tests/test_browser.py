@@ -7,7 +7,7 @@ and a screenshot of every page at 1440x900 and 390x844, all saved to ``test-outp
 from __future__ import annotations
 
 import pytest
-from browser_support import OUT, app_server, chromium, wait_idle
+from browser_support import OUT, app_server, choose, chromium, wait_idle
 from conftest import ROOT, SAMPLES
 
 pytestmark = pytest.mark.browser
@@ -138,8 +138,7 @@ def test_model_field_errors_are_messages(server, browser):
     page.goto(server, timeout=60_000)
     main, sidebar = page.locator("[data-testid=stMain]"), page.locator("[data-testid=stSidebar]")
     expect(main.locator("[data-testid=stImage]").first).to_be_visible(timeout=WAIT_MS)
-    sidebar.locator("[data-testid=stSelectbox]").first.click()
-    page.get_by_role("option", name="Other: timm name", exact=False).click()
+    choose(page, sidebar.locator("[data-testid=stSelectbox]").first, "Other: timm name")
     field = sidebar.get_by_label("timm name, Hugging Face id, or local folder")
     for typed, words in (("resnet50", "could not be loaded"), ("/etc", "VIT_EXPLAIN_ALLOWED_PATHS")):
         field.fill(typed)

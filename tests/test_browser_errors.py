@@ -6,7 +6,7 @@ message, and neither the exception's trace, nor its text, nor any server path. T
 from __future__ import annotations
 
 import pytest
-from browser_support import launch, streamlit_server, wait_idle
+from browser_support import choose, launch, streamlit_server, wait_idle
 from conftest import ROOT
 
 pytestmark = pytest.mark.browser
@@ -68,8 +68,7 @@ def test_hostile_model_names_are_messages(page, typed):
     sidebar = page.locator("[data-testid=stSidebar]")
     field = sidebar.get_by_label("timm name, Hugging Face id, or local folder")
     if not field.count():
-        sidebar.locator("[data-testid=stSelectbox]").first.click()
-        page.get_by_role("option", name="Other: timm name", exact=False).click()
+        choose(page, sidebar.locator("[data-testid=stSelectbox]").first, "Other: timm name")
     field.fill(typed)
     field.press("Enter")
     if len(typed) > 200:  # a name the loader refuses: the message is in the main area

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from browser_support import OUT, app_server, chromium, wait_idle
+from browser_support import OUT, app_server, choose, chromium, wait_idle
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -68,21 +68,6 @@ def _attnlrp(browser, server, viewport):
     return page, main, strip
 
 
-def _choose(page, box, typed: str, option) -> None:
-    """Pick an option of a selectbox: type to filter the list, then click the option."""
-    box.scroll_into_view_if_needed()
-    box.click()
-    page.keyboard.type(typed)
-    choice = page.get_by_role("option").filter(has_text=option).first
-    try:
-        choice.wait_for(timeout=15_000)
-    except Exception:  # noqa: BLE001 - the list did not open (a rerun redrew the box): once more
-        page.screenshot(path=str(OUT / "signed-debug-choose.png"))
-        box.click()
-        page.keyboard.type(typed)
-    choice.click()
-
-
 def test_attnlrp_and_a_contrast_drawn_signed(server, browser):
     from playwright.sync_api import expect
 
@@ -95,11 +80,11 @@ def test_attnlrp_and_a_contrast_drawn_signed(server, browser):
 
     # the contrast "bull mastiff rather than tiger cat": both animals at once, in two colours
     sidebar = page.locator("[data-testid=stSidebar]")
-    _choose(page, sidebar.get_by_role("combobox", name="Explain"), "Contrast", "Contrast: A rather than B")
+    choose(page, sidebar.get_by_role("combobox", name="Explain"), "Contrast: A rather than B", typed="Contrast")
     wait_idle(page, WAIT_MS)
     second = sidebar.get_by_role("combobox", name="…rather than (B)")
     expect(second).to_be_visible(timeout=WAIT_MS)
-    _choose(page, second, "tiger cat", re.compile(r"^282 · tiger cat"))
+    choose(page, second, re.compile(r"^282 · tiger cat"), typed="tiger cat")
     sentence = main.get_by_text("Signed map:", exact=False)
     expect(sentence).to_contain_text("tiger cat rather than bull mastiff", timeout=WAIT_MS)
     strip = main.locator("[data-testid=stImage]", has_text="against · white = 0").first

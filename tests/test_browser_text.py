@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import test_browser
-from browser_support import streamlit_server, wait_idle
+from browser_support import choose, streamlit_server, wait_idle
 from conftest import ROOT
 from test_app_targets import save_tiny_clip
 
@@ -70,8 +70,7 @@ def test_typing_a_prompt_changes_the_map_and_caption(server, browser):
     assert not page.locator("[data-testid=stException]").count()
     page.screenshot(path=str(OUT / "text-prompt-desktop.png"))
     # "similar to a region": the region is outlined on the image in the sidebar, the caption names it
-    sidebar.get_by_role("combobox", name="Explain").click()
-    page.get_by_role("option", name="Similar to a region").click()
+    choose(page, sidebar.get_by_role("combobox", name="Explain"), "Similar to a region")
     expect(main.locator("[data-testid=stCaptionContainer]", has_text="similarity to patch rows 4–10").first
            ).to_be_visible(timeout=WAIT_MS)
     expect(sidebar.get_by_text("The region: rows 4–10, columns 4–10")).to_be_visible()

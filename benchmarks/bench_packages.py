@@ -11,6 +11,8 @@ the same DeiT-Tiny weights, image and class (issue 26): package time ÷ our time
 
 captum's ``GuidedBackprop`` and ``DeepLift`` hook ReLU-type modules only: on the timm ViT (GELU) they return the
 plain gradient and gradient x (input - baseline); ours apply their rules to GELU too (more work, same passes).
+The rows ``guided_backprop:relu`` and ``deeplift:relu`` time both on the ReLU twin of the model (the same weights,
+``nn.ReLU`` in the MLPs), where captum applies its rules in full: the same work on both sides.
 Timings are interleaved (package, ours, package, ours, ... after one warm-up each); the ratio is printed of the
 medians and of the minima (on a machine shared with other work the minimum is the steadier estimate of the cost).
 
@@ -40,7 +42,16 @@ PARAMS = {"eigencam": {"sign_correction": False}, "legrad": {"pooling": "mean"},
           "gradient_shap": {"samples": 32, "seed": 0}, "lime": {"samples": 256, "seed": 0},
           "kernel_shap": {"samples": 256, "seed": 0}, "deeplift": {"baseline": "zero"}}
 ROWS = [*CAMS, "legrad", "occlusion", "integrated_gradients", "saliency", "attnlrp", "gradient_x_input",
-        "guided_backprop", "deeplift", "gradient_shap", "lime", "kernel_shap"]
+        "guided_backprop", "deeplift", "guided_backprop:relu", "deeplift:relu", "gradient_shap", "lime", "kernel_shap"]
+
+
+def relu_twin(model):
+    """The model with ``nn.ReLU`` in place of its MLPs' GELU, holding the same weights (a timm DeiT)."""
+    import timm
+
+    net = timm.create_model("deit_tiny_patch16_224", pretrained=False, act_layer=torch.nn.ReLU)
+    net.load_state_dict(model.module.state_dict())
+    return explainers.models.wrap_timm(net.eval(), "deit_tiny_patch16_224 (ReLU)", device=model.device)
 
 
 def package_call(name: str, model, x: torch.Tensor, cls: int):
@@ -151,19 +162,20 @@ def main(argv=None) -> list[dict]:
     print(f"{'method':22s} {'package s':>10s} {'ours s':>8s} {'÷ (medians)':>12s} | {'package min':>11s} "
           f"{'ours min':>9s} {'÷ (minima)':>11s}")
     rows = []
-    for name in args.methods.split(","):
-        params = PARAMS.get(name, {})
+    for row in args.methods.split(","):
+        name, _, twin = row.partition(":")
+        params, on = PARAMS.get(name, {}), relu_twin(model) if twin == "relu" else model
 
-        def ours(name=name, params=params):
-            return explainers.explain(model, x, name, target=cls, **params)
+        def ours(name=name, params=params, on=on):
+            return explainers.explain(on, x, name, target=cls, **params)
 
-        pkg = package_call(name, model, x, cls)
+        pkg = package_call(name, on, x, cls)
         heavy = name in ("scorecam", "lime", "kernel_shap", "occlusion", "integrated_gradients", "gradient_shap")
         (p_med, p_min), (o_med, o_min) = interleaved_stats(pkg, ours, max(1, args.repeats // 2) if heavy
                                                            else args.repeats)
-        rows.append({"method": name, "package_s": p_med, "ours_s": o_med, "ratio": p_med / o_med,
+        rows.append({"method": row, "package_s": p_med, "ours_s": o_med, "ratio": p_med / o_med,
                      "ratio_min": p_min / o_min})
-        print(f"{name:22s} {p_med:10.3f} {o_med:8.3f} {p_med / o_med:12.2f} | {p_min:11.3f} {o_min:9.3f} "
+        print(f"{row:22s} {p_med:10.3f} {o_med:8.3f} {p_med / o_med:12.2f} | {p_min:11.3f} {o_min:9.3f} "
               f"{p_min / o_min:11.2f}", flush=True)
     return rows
 

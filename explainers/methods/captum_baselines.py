@@ -159,6 +159,17 @@ class _GuidedBackprop:
         return _this_thread_only(Guided)(module)
 
 
+def _bind_before_hooks(model, x, target, box: dict) -> int:
+    """Bind a target whose binding runs the model (a similarity to a reference) in a clean pass before captum's
+    hooks are set, into ``box``; the images that pass took (0 for the other targets, bound in the hooked pass)."""
+    from ..targets import Similarity, as_target
+
+    if not isinstance(as_target(target), Similarity):
+        return 0
+    box["out"], box["bound"] = _clean(model, x, target)
+    return x.shape[0]
+
+
 @register
 class GuidedBackprop(Method):
     """Guided Backpropagation (captum ``GuidedBackprop``): the input gradient with only positive gradients passed
@@ -177,13 +188,8 @@ class GuidedBackprop(Method):
     params = (CHANNELS,)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
-        from ..targets import Similarity, as_target
-
         box: dict = {}
-        passes = x.shape[0]
-        if isinstance(as_target(target), Similarity):  # binding runs the model (a reference): before the hooks
-            box["out"], box["bound"] = _clean(model, x, target)
-            passes *= 2
+        passes = _bind_before_hooks(model, x, target, box) + x.shape[0]
         gbp = _GuidedBackprop(ValueNet(model.module, stashing_value_fn(model, target, x, box)))
         with _HOOKED, torch.enable_grad():
             grad = gbp.attribute(x.detach().clone().requires_grad_(True))
@@ -198,6 +204,20 @@ class GuidedBackprop(Method):
         return Maps(per_patch(pix, cap.grid), pixel_maps=pix, warnings=[warn] * pix.shape[0])
 
 
+def _rescale(m, grad_input: torch.Tensor, grad_output: torch.Tensor, eps: float) -> torch.Tensor:
+    """captum's Rescale rule (``deep_lift.nonlinear``): the gradient entering the activation's input is
+    ``grad_output * Δout / Δin``, or its plain gradient where ``|Δin| < eps``. The pass holds the images and then
+    their baselines, so Δ is computed once for the B pairs and broadcast over both halves (captum concatenates two
+    copies of each difference first: the same values, twice the element-wise work)."""
+    x, x0 = m.input.chunk(2)
+    y, y0 = m.output.chunk(2)
+    d_in = x - x0
+    slope = (y - y0).div_(d_in)
+    flat = d_in.abs_() < eps
+    pairs = (2, *slope.shape)
+    return torch.where(flat, grad_input.view(pairs), grad_output.view(pairs) * slope).view_as(grad_output)
+
+
 def _deeplift(module):
     from captum.attr import DeepLift as CaptumDeepLift
     from captum.attr._core.deep_lift import SUPPORTED_NON_LINEAR, nonlinear
@@ -209,11 +229,11 @@ def _deeplift(module):
             return type(m) in SUPPORTED_NON_LINEAR or is_activation(m)
 
         def _backward_hook(self, m, grad_input, grad_output):
-            if type(m) in SUPPORTED_NON_LINEAR:
+            if SUPPORTED_NON_LINEAR.get(type(m), nonlinear) is not nonlinear:  # softmax, max-pooling: captum's
                 return super()._backward_hook(m, grad_input, grad_output)
             if not self.satisfies_attribute_criteria(m):
                 raise RuntimeError(f"DeepLIFT: the activation {type(m).__name__} is used more than once per pass")
-            mult = nonlinear(m, m.input, m.output, grad_input, grad_output, eps=self.eps)
+            mult = _rescale(m, grad_input, grad_output, self.eps)
             del m.input, m.output
             return mult
 
@@ -244,24 +264,13 @@ class DeepLift(_Signed):
     params = (BASELINE, ABSOLUTE)
 
     def capture(self, model, x, target, params, progress=None) -> Capture:
-        out, bound = _clean(model, x, target)
+        box, B = {}, x.shape[0]
+        passes = _bind_before_hooks(model, x, target, box)
         base = make_baseline(model, x, params["baseline"]).to(x.dtype)
-        attrs, deltas, changes = [], [], []
-        for b in range(x.shape[0]):
-            sel, seen = bound.select(b), []
-
-            def fn(t, sel=sel, seen=seen):  # keeps the values of DeepLIFT's own pass: (image, baseline)
-                v = sel.value(model.outputs(t))
-                seen.append(v.detach())
-                return v
-
-            with _HOOKED, torch.enable_grad():
-                attr = _deeplift(ValueNet(model.module, fn)).attribute(
-                    x[b:b + 1].detach().clone().requires_grad_(True), baselines=base[b:b + 1]).detach()
-            change = seen[0][:1] - seen[0][1:2]  # captum runs the image and its baseline as one batch of two
-            changes.append(change)
-            attrs.append(attr)
-            deltas.append((attr.sum(dim=(1, 2, 3)) - change).float())  # captum's convergence delta
-        cap = _capture(model, x, out, bound, 3 * x.shape[0], attr=torch.cat(attrs))
-        cap.state["warnings"] = _gap_warnings(torch.cat(deltas), torch.cat(changes))
+        deeplift = _deeplift(ValueNet(model.module, stashing_value_fn(model, target, x, box, references=True)))
+        with _HOOKED, torch.enable_grad():  # one pass of the images and their baselines, as captum batches them
+            attr = deeplift.attribute(x.detach().clone().requires_grad_(True), baselines=base).detach()
+        change = box["values"][:B] - box["values"][B:]  # f(x) - f(baseline), from that same pass
+        cap = _capture(model, x, box["out"], box["bound"], passes + 2 * B, attr=attr)
+        cap.state["warnings"] = _gap_warnings((attr.sum(dim=(1, 2, 3)) - change).float(), change)
         return cap

@@ -41,19 +41,31 @@ def _value_fn(model, sel):
     return lambda t: sel.value(model.outputs(t))
 
 
-def stashing_value_fn(model, target, x, box: dict):
+def stashing_value_fn(model, target, x, box: dict, references: bool = False):
     """x -> (B,) the target's value for the batch ``x`` itself, the outputs of its first call detached into
     ``box["out"]`` and the target bound against them in ``box["bound"]``: the clean pass and the gradient pass are
-    one forward (captum's ``Saliency`` called directly does one forward and one backward; so do we)."""
+    one forward (captum's ``Saliency`` called directly does one forward and one backward; so do we).
+
+    With ``references``, a call's batch is the B images followed by B references (captum's ``DeepLift`` runs
+    ``cat(inputs, baselines)``): the target is bound against the images' rows, both halves are valued with it, and
+    the (2B,) values are kept in ``box["values"]``. A target already bound in ``box`` is kept."""
     from ..models import Outputs
+
+    def rows(out, sl):
+        return Outputs(out.embedding[sl] if out.embedding is not None else None,
+                       out.logits[sl] if out.logits is not None else None)
 
     def fn(t):
         out = model.outputs(t)
+        parts = [rows(out, slice(0, x.shape[0])), rows(out, slice(x.shape[0], None))] if references else [out]
         if "bound" not in box:
-            clean = Outputs(out.embedding.detach() if out.embedding is not None else None,
-                            out.logits.detach() if out.logits is not None else None)
+            head = parts[0]
+            clean = Outputs(head.embedding.detach() if head.embedding is not None else None,
+                            head.logits.detach() if head.logits is not None else None)
             box["out"], box["bound"] = clean, bind(model, target, clean, x)
-        return box["bound"].value(out)
+        values = torch.cat([box["bound"].value(p) for p in parts])
+        box["values"] = values.detach()
+        return values
 
     return fn
 

@@ -10,6 +10,7 @@ randomisation, random logit) on the first 20 images, the many-pass methods on th
     python benchmarks/run_reference.py --threads 1     # the same on a CPU shared with other work
     python benchmarks/run_reference.py --device cuda   # the same files on a GPU machine
     python benchmarks/run_reference.py --dry-run       # the commands, in their order
+    python benchmarks/run_reference.py --methods lime,kernel_shap --first 20   # an early look at two methods
     python benchmarks/results_tables.py --write        # then the docs tables and results/summary.json
 
 Every command is ``python -m explainers evaluate`` or ``sanity``: they skip the (image, method) pairs the folder
@@ -85,22 +86,29 @@ def check_plan() -> list[str]:
             + [f"{m}: in TIERS but not registered" for m in planned if m not in METHODS and m not in REFERENCE])
 
 
-def commands(models=MODELS, device: str = "auto", parts=("evaluate", "sanity")) -> list[list[str]]:
-    """The commands of the plan, in their order (each one resumable)."""
+def commands(models=MODELS, device: str = "auto", parts=("evaluate", "sanity"), only=None,
+             first: int | None = None) -> list[list[str]]:
+    """The commands of the plan, in their order (each one resumable). ``only``: a subset of the methods; ``first``:
+    at most that many images per command (an early look at some methods; a later run without it completes them)."""
     py = [sys.executable, "-m", "explainers"]
     out = []
-    for _tier, ms in TIERS:
+    for _tier, tier_methods in TIERS:
+        ms = tuple(x for x in tier_methods if only is None or x in only)
+        if not ms:
+            continue
         for m in models:
             folder = Path("results") / m.key
             common = ["--model", m.key, "--weights", m.weights, "--device", device, "--images", IMAGES, "--quiet"]
             if "sanity" in parts:  # the smaller job first: it completes a table sooner
                 for limit in sorted({sanity_images(x) for x in ms}, reverse=True):
                     group = [x for x in ms if sanity_images(x) == limit]
-                    out.append(py + ["sanity", *common, "--methods", ",".join(group), "--limit", str(limit),
-                                     "--mode", "both", "--out", str(folder / "sanity")])
+                    out.append(py + ["sanity", *common, "--methods", ",".join(group), "--limit",
+                                     str(min(limit, first or limit)), "--mode", "both",
+                                     "--out", str(folder / "sanity")])
             if "evaluate" in parts:
-                out.append(py + ["evaluate", *common, "--methods", ",".join(ms), "--limit", str(EVAL_IMAGES),
-                                 "--extra-metrics", "--out", str(folder / "evaluate")])
+                out.append(py + ["evaluate", *common, "--methods", ",".join(ms), "--limit",
+                                 str(min(EVAL_IMAGES, first or EVAL_IMAGES)), "--extra-metrics", "--out",
+                                 str(folder / "evaluate")])
     return out
 
 
@@ -113,6 +121,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads per command (OMP_NUM_THREADS; default: "
                                                            "torch's choice). 1 on a CPU shared with other work: "
                                                            "threads waiting on each other there burn the CPU")
+    ap.add_argument("--methods", default="", help="comma-separated subset of the plan's methods (default: all)")
+    ap.add_argument("--first", type=int, default=0, help="at most this many images per command: an early look at "
+                                                         "--methods; a run without it completes them")
     ap.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     args = ap.parse_args(argv)
     keys = [k.strip() for k in args.models.split(",") if k.strip()]
@@ -120,10 +131,16 @@ def main(argv=None) -> int:
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     if unknown or not keys or not set(parts) <= {"evaluate", "sanity"} or not parts:
         ap.error(f"--models takes {', '.join(m.key for m in MODELS)}; --parts takes evaluate, sanity")
+    only = [x.strip() for x in args.methods.split(",") if x.strip()] or None
+    if only and set(only) - set(methods()):
+        ap.error(f"--methods: {', '.join(sorted(set(only) - set(methods())))} not in the plan; it has "
+                 f"{', '.join(methods())}")
+    if args.first < 0:
+        ap.error("--first takes a positive number of images (0: all)")
     problems = check_plan()
     if problems:
         ap.error("the plan does not match the registry: " + "; ".join(problems))
-    cmds = commands([m for m in MODELS if m.key in keys], args.device, parts)
+    cmds = commands([m for m in MODELS if m.key in keys], args.device, parts, only, args.first or None)
     if args.dry_run:
         print("\n".join(shlex.join(c) for c in cmds))
         return 0

@@ -250,6 +250,35 @@ def test_faithfulness_correlation_known_answer_and_seed():
         M.faithfulness_correlation(model, x, S.float(), 1, runs=1)
 
 
+def test_faithfulness_correlation_reuses_the_drops_of_one_image():
+    S = torch.zeros(16, 16, dtype=torch.bool)
+    S[4:12, 4:12] = True
+    x = torch.zeros(1, 3, 16, 16)
+    x[0, 0][S] = 1.0
+    model = LinearPixels(S)
+    calls = []
+    forward = model.forward
+    model.forward = lambda t: calls.append(t.shape[0]) or forward(t)
+    maps = [S.float(), 1.0 - S.float(), torch.from_numpy(np.random.default_rng(0).random((16, 16)))]
+    kw = dict(runs=20, subset=30, baseline="zero", batch_size=8)
+    plain = [M.faithfulness_correlation(model, x, m, 1, **kw) for m in maps]
+    once = sum(calls) // 3  # images through the model for one map: the clean input and the 20 subsets
+    assert once == 21
+    calls.clear()
+    cache: dict = {}
+    assert [M.faithfulness_correlation(model, x, m, 1, cache=cache, **kw) for m in maps] == plain  # exactly
+    assert sum(calls) == once  # the maps after the first reuse the drops
+    # another target, seed or input is computed again, never read from the cache
+    other = x.clone()
+    other[0, 0, 5, 5] = 0.0
+    for args, more in (((model, x, maps[2], 0), {}), ((model, x, maps[2], 1), {"seed": 3}),
+                       ((model, other, maps[2], 1), {})):
+        calls.clear()
+        assert M.faithfulness_correlation(*args, cache=cache, **kw, **more) == M.faithfulness_correlation(
+            *args, **kw, **more)
+        assert sum(calls) == 2 * once
+
+
 def test_sparseness_known_answers_and_quantus(quantus, gray_case):
     assert M.gini(np.ones(100)) == pytest.approx(0.0)
     one_hot = np.zeros(100)

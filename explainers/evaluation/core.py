@@ -103,7 +103,7 @@ def evaluate_image(model, name: str, image, methods: Iterable[str], boxes: dict 
     pred = int(probs.argmax())
     labels = getattr(model, "labels", None)
     grid = model.grid(x)
-    rows = []
+    rows, shared = [], {}  # shared: what the metrics of this image compute once for all its maps
     for method in methods:
         row = {**(dict.fromkeys(EXTRA_COLUMNS, math.nan) if extra else {}),
                "image": name, "method": method, "target": pred, "target_label": labels[pred] if labels else str(pred),
@@ -131,7 +131,8 @@ def evaluate_image(model, name: str, image, methods: Iterable[str], boxes: dict 
                 row["pointing_game"] = None if hit is None else int(hit)
                 row["energy_pointing_game"] = energy_pointing_game(sal, frame_boxes, (H, W))
             if extra:
-                more = extra_scores(model, x, sal, pred, boxes=frame_boxes, preset=p, steps=steps, label=gt)
+                more = extra_scores(model, x, sal, pred, boxes=frame_boxes, preset=p, steps=steps, label=gt,
+                                    cache=shared)
                 row.update({k: math.nan if v is None else v for k, v in more.items()})
             row["metric_seconds"] = time.perf_counter() - t1
         except ExplainerError as e:

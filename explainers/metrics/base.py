@@ -197,15 +197,18 @@ class RandomLogitSimilarity(_SanityMetric):
 
 
 def extra_scores(model, x, saliency, target, boxes=None, preset=None, steps=None, seed: int = 0,
-                 road_noise: float = 0.01, fc_runs: int = 50, label: int | None = None) -> dict:
+                 road_noise: float = 0.01, fc_runs: int = 50, label: int | None = None,
+                 cache: dict | None = None) -> dict:
     """Every newer score of one map (the evaluation's extra columns): ROAD MoRF/LeRF AUC and gap, faithfulness
     correlation, sparseness, and with ``boxes`` (model-input frame) relevance mass and rank accuracy.
-    label: the class counted as correct when the preset scores accuracy (default ``target``)."""
+    label: the class counted as correct when the preset scores accuracy (default ``target``). cache: one dict per
+    model and input, shared by the maps of that image (see :func:`faithfulness_correlation`)."""
     c = road(model, x, saliency, target, preset=preset, steps=steps, noise=road_noise, seed=seed, label=label)
     size = tuple(x.shape[-2:])
     has_boxes = boxes is not None and len(boxes) > 0
     return {"road_morf_auc": c.morf_auc, "road_lerf_auc": c.lerf_auc, "road_gap": c.gap,
-            "faithfulness_correlation": faithfulness_correlation(model, x, saliency, target, runs=fc_runs, seed=seed),
+            "faithfulness_correlation": faithfulness_correlation(model, x, saliency, target, runs=fc_runs, seed=seed,
+                                                                 cache=cache),
             "sparseness": sparseness(saliency, size),
             "relevance_mass_accuracy": relevance_mass_accuracy(saliency, boxes, size) if has_boxes else None,
             "relevance_rank_accuracy": relevance_rank_accuracy(saliency, boxes, size) if has_boxes else None}

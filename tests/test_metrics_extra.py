@@ -230,12 +230,17 @@ def test_faithfulness_correlation_matches_quantus(quantus, deit_tiny, gray_case,
     assert abs(ours - q[0]) < FC_TOL
 
 
-def test_faithfulness_correlation_known_answer_and_seed():
+def _square_case():
+    """A 16 x 16 input whose channel 0 is 1 on the 8 x 8 square S, and the model reading S."""
     S = torch.zeros(16, 16, dtype=torch.bool)
     S[4:12, 4:12] = True
     x = torch.zeros(1, 3, 16, 16)
     x[0, 0][S] = 1.0
-    model = LinearPixels(S)
+    return S, x, LinearPixels(S)
+
+
+def test_faithfulness_correlation_known_answer_and_seed():
+    S, x, model = _square_case()
     # the logit drop is exactly 10/64 per pixel of S removed: a map = S correlates perfectly with the drops
     r = M.faithfulness_correlation(model, x, S.float(), 1, runs=20, subset=30, baseline="zero", score="logit")
     assert r == pytest.approx(1.0, abs=1e-9)
@@ -251,11 +256,7 @@ def test_faithfulness_correlation_known_answer_and_seed():
 
 
 def test_faithfulness_correlation_reuses_the_drops_of_one_image():
-    S = torch.zeros(16, 16, dtype=torch.bool)
-    S[4:12, 4:12] = True
-    x = torch.zeros(1, 3, 16, 16)
-    x[0, 0][S] = 1.0
-    model = LinearPixels(S)
+    S, x, model = _square_case()
     calls = []
     forward = model.forward
     model.forward = lambda t: calls.append(t.shape[0]) or forward(t)

@@ -138,9 +138,17 @@ def test_gradient_methods_agree_with_captum_directly(relu_vit, vit_x):
     _close(ours, InputXGradient(net).attribute(vit_x.clone().requires_grad_(True), target=t))
     ours = explainers.capture(m, vit_x, "guided_backprop", target=t).state["grad"]
     _close(ours, GuidedBackprop(net).attribute(vit_x.clone().requires_grad_(True), target=t))
-    ours = explainers.capture(m, vit_x, "deeplift", target=t, baseline="black").state["attr"]
-    base = explainers.metrics.baselines.make_baseline(m, vit_x, "black")
-    _close(ours, DeepLift(net).attribute(vit_x.clone().requires_grad_(True), baselines=base, target=t))
+    # a batch of two images with a target each: one DeepLIFT pass of the images and their baselines
+    x2 = torch.cat([vit_x, torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))])
+    cap = explainers.capture(m, x2, "deeplift", target=[t, 7], baseline="black")
+    base = explainers.metrics.baselines.make_baseline(m, x2, "black")
+    _close(cap.state["attr"], DeepLift(net).attribute(x2.clone().requires_grad_(True), baselines=base, target=[t, 7]))
+    assert cap.targets.tolist() == [t, 7] and cap.forward_passes == 4
+    with torch.no_grad():
+        change = net(x2)[[0, 1], [t, 7]] - net(base)[[0, 1], [t, 7]]
+    gaps = (cap.state["attr"].sum(dim=(1, 2, 3)) - change).abs()
+    warned = [bool(w) for w in cap.state["warnings"]]
+    assert warned == [bool(g > 0.05 * max(abs(c), 1e-6)) for g, c in zip(gaps.tolist(), change.tolist())]
 
 
 def test_sampling_methods_agree_with_captum_directly_and_are_seeded(relu_vit, vit_x):

@@ -18,6 +18,7 @@ captum classes act on activation *modules* and know ReLU-type networks only; ViT
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 
@@ -54,8 +55,13 @@ _ACTIVATIONS = ("gelu", "silu", "swish", "mish", "hardswish", "relu", "elu", "si
 def is_activation(module: nn.Module) -> bool:
     """An element-wise activation module (GELU and its variants, SiLU, ReLU, ...): a leaf whose class name says so
     (timm, torch and Hugging Face activation classes alike; SwiGLU blocks have children and are excluded)."""
-    name = type(module).__name__.lower()
-    return not any(True for _ in module.children()) and any(k in name for k in _ACTIVATIONS)
+    return _activation_class(type(module)) and all(c is None for c in module._modules.values())
+
+
+@functools.lru_cache(maxsize=512)
+def _activation_class(cls: type) -> bool:
+    name = cls.__name__.lower()
+    return any(k in name for k in _ACTIVATIONS)
 
 
 class ValueNet(nn.Module):

@@ -57,8 +57,8 @@ TARGETS = {
     "gradcam": ("f+b", 1.3), "gradcam_pp": ("f+b", 1.3), "layercam": ("f+b", 1.3), "eigencam": ("f+b", 1.3),
     "scorecam": ("passes", 1.3), "rise": ("passes", 1.3), "occlusion": ("passes", 1.3),
     "saliency": ("f+b", 1.3), "integrated_gradients": ("steps", 1.1), "smoothgrad": ("steps", 1.1),
-    # issue 26 (captum baselines): DeepLIFT's one pass carries the image and its baseline (2 images)
-    "gradient_x_input": ("f+b", 1.3), "guided_backprop": ("f+b", 1.3), "deeplift": ("f+b", 2.5),
+    # issue 26 (captum baselines): DeepLIFT adds one forward of the baseline to the image's forward+backward
+    "gradient_x_input": ("f+b", 1.3), "guided_backprop": ("f+b", 1.3), "deeplift": ("f+b", 1.6),
     "gradient_shap": ("steps", 1.1), "lime": ("passes", 1.5), "kernel_shap": ("passes", 1.5),
     "vit_reciprocam": ("partial", 1.3), "bt_token": ("steps", 1.3), "bt_head": ("steps", 1.3),
 }

@@ -91,6 +91,27 @@ def test_deeplift_rescale_on_gelu_is_exact_and_complete(x8):
     assert not any(explainers.render(cap, model).warnings or [])
 
 
+@pytest.mark.parametrize("family", ["timm_deit", "timm_siglip_map", "timm_eva02", "hf_vit", "hf_clip_cls",
+                                    "timm_beit"])
+def test_deeplift_rules_in_the_mlps_equal_captums_hooks(family):
+    """The Rescale rule written into the library's MLPs (a reference pass, then a gradient pass of the images)
+    gives captum's multipliers: the same map and gap as captum's DeepLift with its hook on every activation
+    module (a 2B-row pass), on plain, gated (SwiGLU), probe-pooled, QuickGELU and relative-position models."""
+    from model_zoo import build
+
+    from explainers.methods.captum_baselines import _deeplift_hooks, _deeplift_rules
+
+    m = build(family)
+    x = torch.randn(2, 3, *m.input_size, generator=torch.Generator().manual_seed(2))
+    base = explainers.metrics.baselines.make_baseline(m, x, "blur")
+    target = [1, 3] if m.num_classes else None
+    rules, hooks = _deeplift_rules(m, x, base, target, {}), _deeplift_hooks(m, x, base, target, {})
+    assert rules is not None
+    for a, b in zip(rules, hooks):
+        _close(a, b, tol=2e-4)
+    assert float(rules[0].abs().sum()) > 0
+
+
 def test_guided_backprop_applies_the_guided_rule_to_gelu(x8):
     model = GeluNet()
     lin1, lin2 = model.module[1], model.module[3]

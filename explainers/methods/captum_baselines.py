@@ -11,7 +11,9 @@ captum classes act on activation *modules* and know ReLU-type networks only; ViT
   registered on every element-wise activation module, GELU included: ``relu(GELU'(x) * grad)``. A model whose
   activation is not a module gets the plain gradient, with a warning saying so.
 * DeepLIFT: captum's Rescale rule (``grad * Δout / Δin``) covers ReLU, ELU, Sigmoid, Tanh, Softplus, Softmax
-  modules; here it is applied, with captum's own rule function, to the GELU-type activation modules as well.
+  modules; here it is applied to the GELU-type activations as well: written into the library's MLPs
+  (:func:`explainers.models.rules.deeplift_passes`), or as captum's hook on the activation modules of any other
+  model.
   LayerNorm, the attention softmax (a fused kernel) and the attention products have no DeepLIFT rule: they pass
   the plain gradient at the input, so the map does not sum exactly to f(x) - f(baseline); the gap is reported.
 """
@@ -254,17 +256,21 @@ def _gap_warnings(deltas, changes) -> list[list[str]]:
 
 @register
 class DeepLift(_Signed):
-    """DeepLIFT, Rescale rule (captum ``DeepLift``): (x - x0) times the gradient with each activation's derivative
-    replaced by the secant ``Δout / Δin`` between the input and the baseline. captum has the rule for ReLU-type
-    modules; it is applied to GELU-type modules here as well. LayerNorm and attention keep the plain gradient (no
-    DeepLIFT rule exists for them), so completeness is approximate: the gap is kept and warned about above 5 %."""
+    """DeepLIFT, Rescale rule (captum ``DeepLift``'s multipliers): (x - x0) times the gradient with each
+    activation's derivative replaced by the secant ``Δout / Δin`` between the input and the baseline. captum has the
+    rule for ReLU-type modules; it is applied to GELU-type activations here as well. On the library's models the rule
+    is written into the MLPs (:func:`_deeplift_rules`: a pass of the baselines, then one gradient pass of the
+    images); on any other model captum's ``DeepLift`` hooks the activation modules (:func:`_deeplift_hooks`); the
+    two agree (tests/test_captum_baselines.py), and the first equals captum called directly on ReLU ViTs.
+    LayerNorm and attention keep the plain gradient (no DeepLIFT rule exists for them), so completeness is
+    approximate: the gap is kept and warned about above 5 %."""
 
     name = "deeplift"
     display_name = "DeepLIFT (Rescale)"
     paper = ("Shrikumar, Greenside & Kundaje, Learning Important Features Through Propagating Activation "
              "Differences, ICML 2017")
     paper_url = "https://arxiv.org/abs/1704.02685"
-    cost = "1 forward + 1 backward of the image and its baseline (2 images) per image"
+    cost = "1 forward of the baseline + 1 forward and backward of the image"
     description = ("Compares the network's activations on the image with those on a reference image and "
                    "propagates the differences back to the pixels.")
     params = (BASELINE, ABSOLUTE)
@@ -273,10 +279,40 @@ class DeepLift(_Signed):
         box, B = {}, x.shape[0]
         passes = _bind_before_hooks(model, x, target, box)
         base = make_baseline(model, x, params["baseline"]).to(x.dtype)
-        deeplift = _deeplift(ValueNet(model.module, stashing_value_fn(model, target, x, box, references=True)))
-        with _HOOKED, torch.enable_grad():  # one pass of the images and their baselines, as captum batches them
-            attr = deeplift.attribute(x.detach().clone().requires_grad_(True), baselines=base).detach()
-        change = box["values"][:B] - box["values"][B:]  # f(x) - f(baseline), from that same pass
+        found = _deeplift_rules(model, x, base, target, box)
+        if found is None:  # a model whose activations are not the library's MLPs: captum's hooks on the modules
+            found = _deeplift_hooks(model, x, base, target, box)
+        attr, change = found
         cap = _capture(model, x, box["out"], box["bound"], passes + 2 * B, attr=attr)
         cap.state["warnings"] = _gap_warnings((attr.sum(dim=(1, 2, 3)) - change).float(), change)
         return cap
+
+
+def _deeplift_rules(model, x, base, target, box):
+    """(attribution, f(x) - f(baseline)) through the Rescale rule written into the library's MLPs
+    (:func:`explainers.models.rules.deeplift_passes`): a no-grad pass of the baselines records each activation's
+    input, then one gradient pass of the images applies the secant against it. The same multipliers as captum's
+    hooks on the activation modules, with the backward over the B images instead of captum's 2B-row batch of images
+    and baselines. None when the model applied no activation through those MLPs."""
+    from ..models.rules import deeplift_passes
+
+    with deeplift_passes() as dl:
+        with dl.reference(), torch.no_grad():
+            ref = model.outputs(base)
+        if not dl.refs:
+            return None
+        with dl.attributed(), torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            values = stashing_value_fn(model, target, x, box)(xg)
+            (grad,) = torch.autograd.grad(values.sum(), xg)
+    return ((x - base) * grad).detach(), values.detach() - box["bound"].value(ref)
+
+
+def _deeplift_hooks(model, x, base, target, box):
+    """(attribution, f(x) - f(baseline)) with captum's ``DeepLift`` and its Rescale hook on every activation
+    module: one pass of the images and their baselines, as captum batches them."""
+    B = x.shape[0]
+    deeplift = _deeplift(ValueNet(model.module, stashing_value_fn(model, target, x, box, references=True)))
+    with _HOOKED, torch.enable_grad():
+        attr = deeplift.attribute(x.detach().clone().requires_grad_(True), baselines=base).detach()
+    return attr, box["values"][:B] - box["values"][B:]

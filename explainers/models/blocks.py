@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from . import fast
 from .parts import BlockParts, Pooling, Probe
-from .rules import balanced_pass, identity_rule, norm_rule, uniform_rule
+from .rules import activation, balanced_pass, identity_rule, norm_rule, uniform_rule
 
 __all__ = ["Context", "Outputs", "Trace", "block_traced", "block_fast", "block_ablated", "pool_outputs"]
 
@@ -96,7 +96,7 @@ def _norm(m, x: torch.Tensor, libra: bool) -> torch.Tensor:
 
 def _mlp_traced(m, h2: torch.Tensor, acts: dict | None, libra: bool = False) -> torch.Tensor:
     """The MLP; with ``libra`` LibraGrad's backward (gates held constant, a gated product's gradient halved)."""
-    act = (lambda t: identity_rule(m.act, t)) if libra else m.act
+    act = (lambda t: identity_rule(m.act, t)) if libra else (lambda t: activation(m.act, t))
     if m.gated:
         gate, val = m.fc1_g(h2), m.fc1_x(h2)
         g = act(gate) * val

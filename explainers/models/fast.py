@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .parts import LinearView
+from .rules import rescale_active
 
 __all__ = ["FUSED_CPU", "fused_available", "use_fused", "linear", "linear_add", "mlp_add", "qkv", "patch_embed"]
 
@@ -74,9 +75,10 @@ def _probe() -> bool:
 
 
 def use_fused(x: torch.Tensor) -> bool:
-    """Whether a pass on ``x`` takes the fused kernels (CPU float32, no autograd, oneDNN works)."""
+    """Whether a pass on ``x`` takes the fused kernels (CPU float32, no autograd, not in DeepLIFT's passes,
+    oneDNN works)."""
     return (FUSED_CPU and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
-            and fused_available())
+            and not rescale_active() and fused_available())
 
 
 def _plain(lin) -> bool:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .rules import activation
+
 __all__ = ["LinearView", "QKV", "Scale", "Mlp", "BlockParts", "Probe", "Pooling", "POOLINGS"]
 
 
@@ -126,7 +128,7 @@ class Mlp:
         return (self.fc1_x if self.gated else self.fc1).out_features
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        g = self.act(self.fc1_g(h)) * self.fc1_x(h) if self.gated else self.act(self.fc1(h))
+        g = activation(self.act, self.fc1_g(h)) * self.fc1_x(h) if self.gated else activation(self.act, self.fc1(h))
         if self.mid_norm is not None:
             g = self.mid_norm(g)
         return self.fc2(g)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 __all__ = ["identity_rule", "uniform_rule", "norm_rule", "libragrad", "libragrad_on", "balanced_pass",
-           "LIBRAGRAD_PAPER", "LIBRAGRAD_URL"]
+           "LIBRAGRAD_PAPER", "LIBRAGRAD_URL", "deeplift_passes", "activation", "rescale_active"]
 
 LIBRAGRAD_PAPER = ("Mehri, Soleymani Baghshah & Pilehvar, LibraGrad: Balancing Gradient Flow for Universally Better "
                    "Vision Transformer Attributions, CVPR 2025")
@@ -102,6 +102,89 @@ class _Uniform(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         return g / ctx.factor, None
+
+
+class _Rescale(torch.autograd.Function):
+    """y = fn(x); backward ``grad * (fn(x) - fn(x0)) / (x - x0)`` (DeepLIFT's Rescale rule against the reference
+    input ``x0`` of the same element), or ``grad * fn'(x)`` where ``|x - x0| < eps`` (as captum's ``nonlinear``)."""
+
+    @staticmethod
+    def forward(ctx, x, x0, fn, eps):
+        y = fn(x)
+        if ctx.needs_input_grad[0]:
+            d = x - x0
+            slope = (y - fn(x0)).div_(d)
+            flat = d.abs_() < eps
+            if bool(flat.any()):  # an element equal in both passes: the plain derivative there
+                with torch.enable_grad():
+                    xx = x.detach().requires_grad_(True)
+                    (deriv,) = torch.autograd.grad(fn(xx).sum(), xx)
+                slope = torch.where(flat, deriv, slope)
+            ctx.save_for_backward(slope)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (slope,) = ctx.saved_tensors
+        return g * slope, None, None, None
+
+
+class _DeepLiftPasses:
+    """This thread's DeepLIFT passes: :meth:`reference` records the input of every activation the forward applies,
+    in order; :meth:`attributed` then applies each activation under the Rescale rule against its recorded input."""
+
+    def __init__(self, eps: float):
+        self.eps, self.refs, self.next, self.recording = eps, [], 0, False
+
+    @contextmanager
+    def reference(self):
+        self.recording = True
+        try:
+            yield
+        finally:
+            self.recording = False
+
+    @contextmanager
+    def attributed(self):
+        self.next = 0
+        yield
+        if self.next != len(self.refs):
+            raise RuntimeError(f"DeepLIFT: {len(self.refs)} activations in the reference pass, {self.next} in the "
+                               "image's pass")
+
+    def apply(self, fn, x: torch.Tensor) -> torch.Tensor:
+        if self.recording:
+            self.refs.append(x.detach())
+            return fn(x)
+        if self.next >= len(self.refs) or self.refs[self.next].shape != x.shape:
+            raise RuntimeError("DeepLIFT: the image's pass applies other activations than the reference pass")
+        x0 = self.refs[self.next]
+        self.next += 1
+        return _Rescale.apply(x, x0, fn, self.eps)
+
+
+@contextmanager
+def deeplift_passes(eps: float = 1e-10):
+    """DeepLIFT's Rescale rule on every activation of this thread's passes inside the block (one shared model
+    serves other threads unchanged): run the reference input under ``passes.reference()``, then the image (the
+    same batch size) under ``passes.attributed()``; its input gradient is DeepLIFT's multiplier."""
+    before = getattr(_local, "deeplift", None)
+    _local.deeplift = _DeepLiftPasses(eps)
+    try:
+        yield _local.deeplift
+    finally:
+        _local.deeplift = before
+
+
+def rescale_active() -> bool:
+    """Whether this thread is inside :func:`deeplift_passes` (the forward then keeps every activation a call)."""
+    return getattr(_local, "deeplift", None) is not None
+
+
+def activation(fn, x: torch.Tensor) -> torch.Tensor:
+    """An MLP's activation ``fn(x)``, under DeepLIFT's passes when this thread runs them."""
+    passes = getattr(_local, "deeplift", None)
+    return fn(x) if passes is None else passes.apply(fn, x)
 
 
 def identity_rule(fn, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,10 @@ gradient x input through modified backward passes (:mod:`..methods.attnlrp`) and
 
 Each keeps the module's exact forward values; only the backward changes.
 
+**DeepLIFT** (:func:`deeplift_passes`, one per thread): a pass of the baselines records the input of every MLP
+activation (:func:`activation`), and the images' gradient pass applies each one under the Rescale rule against
+its recorded input (``grad * (f(x) - f(x0)) / (x - x0)``), so the input gradient is DeepLIFT's multiplier.
+
 **LibraGrad** (Mehri, Baghshah & Pilehvar, CVPR 2025) is a switch of the traced forward (:func:`libragrad`, one per
 thread, so one shared model serves plain and balanced passes at once): while it is on, a gradient pass through
 :meth:`ViTModel.trace <explainers.models.ViTModel.trace>` (and :meth:`~explainers.models.ViTModel.outputs`, which

@@ -112,6 +112,26 @@ def test_deeplift_rules_in_the_mlps_equal_captums_hooks(family):
     assert float(rules[0].abs().sum()) > 0
 
 
+@pytest.mark.parametrize("family", ["timm_deit", "timm_siglip_map", "timm_eva02", "hf_vit", "hf_clip_cls",
+                                    "timm_beit"])
+def test_guided_rule_in_the_mlps_equals_captums_hooks(family):
+    """The guided rule written into the library's MLPs gives the gradient of captum's GuidedBackprop with its
+    guided hook on every activation module, and it reaches as many activations as captum hooks, on plain, gated
+    (SwiGLU), probe-pooled, QuickGELU and relative-position models; the rule changes the plain gradient."""
+    from model_zoo import build
+
+    from explainers.methods.captum_baselines import _guided_hooks, _guided_rules
+
+    m = build(family)
+    x = torch.randn(2, 3, *m.input_size, generator=torch.Generator().manual_seed(2))
+    target = [1, 3] if m.num_classes else None
+    (rules, reached), (hooks, hooked) = _guided_rules(m, x, target, {}), _guided_hooks(m, x, target, {})
+    assert reached == hooked > 0
+    _close(rules, hooks, tol=2e-4)
+    plain = explainers.capture(m, x, "saliency", target=target).state["grad"]
+    assert not torch.allclose(rules, plain, atol=1e-3 * float(plain.abs().max()))
+
+
 def test_guided_backprop_applies_the_guided_rule_to_gelu(x8):
     model = GeluNet()
     lin1, lin2 = model.module[1], model.module[3]

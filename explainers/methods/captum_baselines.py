@@ -181,9 +181,11 @@ def _bind_before_hooks(model, x, target, box: dict) -> int:
 @register
 class GuidedBackprop(Method):
     """Guided Backpropagation (captum ``GuidedBackprop``): the input gradient with only positive gradients passed
-    back through each activation. captum applies the rule to ``nn.ReLU`` modules only; ViTs use GELU, so the same
-    captum hook is registered on the GELU-type modules too (``relu(GELU'(x) · grad)``, see the module notes).
-    The channels of the guided gradient's magnitude are reduced as in ``saliency``."""
+    back through each activation. captum applies the rule to ``nn.ReLU`` modules only; ViTs use GELU, so the rule
+    is applied to the GELU-type activations too (``relu(GELU'(x) · grad)``, see the module notes): written into the
+    library's MLPs (:func:`_guided_rules`), or captum's own hook on every activation module of any other model; the
+    two agree (tests/test_captum_baselines.py). The channels of the guided gradient's magnitude are reduced as in
+    ``saliency``."""
 
     name = "guided_backprop"
     display_name = "Guided Backprop"
@@ -198,11 +200,12 @@ class GuidedBackprop(Method):
     def capture(self, model, x, target, params, progress=None) -> Capture:
         box: dict = {}
         passes = _bind_before_hooks(model, x, target, box) + x.shape[0]
-        gbp = _GuidedBackprop(ValueNet(model.module, stashing_value_fn(model, target, x, box)))
-        with _HOOKED, torch.enable_grad():
-            grad = gbp.attribute(x.detach().clone().requires_grad_(True))
-        cap = _capture(model, x, box["out"], box["bound"], passes, grad=grad)
-        cap.state["hooked"] = gbp.hooked
+        found = _guided_rules(model, x, target, box)
+        if found is None:  # a model whose activations are not the library's MLPs: captum's hooks on the modules
+            passes += x.shape[0]
+            found = _guided_hooks(model, x, target, box)
+        cap = _capture(model, x, box["out"], box["bound"], passes, grad=found[0])
+        cap.state["hooked"] = found[1]
         return cap
 
     def reduce(self, cap, params) -> Maps:
@@ -210,6 +213,31 @@ class GuidedBackprop(Method):
         warn = [] if cap.state["hooked"] else [
             "this model's activations are not modules: no guided rule applied, the map is the plain gradient"]
         return Maps(per_patch(pix, cap.grid), pixel_maps=pix, warnings=[warn] * pix.shape[0])
+
+
+def _guided_rules(model, x, target, box):
+    """(input gradient, activations reached) with the guided rule written into the library's MLPs
+    (:func:`explainers.models.rules.guided_passes`): one gradient pass, the same values as captum's guided hook on
+    every activation module without a hook's bookkeeping. None when the pass applied no activation through those
+    MLPs."""
+    from ..models.rules import guided_passes
+
+    with guided_passes() as guided, torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        values = stashing_value_fn(model, target, x, box)(xg)
+        if not guided.applied:
+            return None
+        (grad,) = torch.autograd.grad(values.sum(), xg)
+    return grad.detach(), guided.applied
+
+
+def _guided_hooks(model, x, target, box):
+    """(input gradient, activation modules hooked) with captum's ``GuidedBackprop`` and its guided hook on every
+    activation module (:class:`_GuidedBackprop`)."""
+    gbp = _GuidedBackprop(ValueNet(model.module, stashing_value_fn(model, target, x, box)))
+    with _HOOKED, torch.enable_grad():
+        grad = gbp.attribute(x.detach().clone().requires_grad_(True))
+    return grad, gbp.hooked
 
 
 def _rescale(m, grad_input: torch.Tensor, grad_output: torch.Tensor, eps: float) -> torch.Tensor:

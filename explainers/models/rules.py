@@ -13,6 +13,9 @@ Each keeps the module's exact forward values; only the backward changes.
 activation (:func:`activation`), and the images' gradient pass applies each one under the Rescale rule against
 its recorded input (``grad * (f(x) - f(x0)) / (x - x0)``), so the input gradient is DeepLIFT's multiplier.
 
+**Guided backprop** (:func:`guided_passes`, one per thread): every MLP activation passes back only the positive
+part of the gradient entering its input (``relu(f'(x) * grad)``, captum's guided hook on the activation module).
+
 **LibraGrad** (Mehri, Baghshah & Pilehvar, CVPR 2025) is a switch of the traced forward (:func:`libragrad`, one per
 thread, so one shared model serves plain and balanced passes at once): while it is on, a gradient pass through
 :meth:`ViTModel.trace <explainers.models.ViTModel.trace>` (and :meth:`~explainers.models.ViTModel.outputs`, which
@@ -30,7 +33,7 @@ import torch
 from torch import nn
 
 __all__ = ["identity_rule", "uniform_rule", "norm_rule", "libragrad", "libragrad_on", "balanced_pass",
-           "LIBRAGRAD_PAPER", "LIBRAGRAD_URL", "deeplift_passes", "activation", "rescale_active"]
+           "LIBRAGRAD_PAPER", "LIBRAGRAD_URL", "deeplift_passes", "guided_passes", "activation", "rescale_active"]
 
 LIBRAGRAD_PAPER = ("Mehri, Soleymani Baghshah & Pilehvar, LibraGrad: Balancing Gradient Flow for Universally Better "
                    "Vision Transformer Attributions, CVPR 2025")
@@ -133,6 +136,29 @@ class _Rescale(torch.autograd.Function):
         return g * slope, None, None, None
 
 
+class _PositiveGrad(torch.autograd.Function):
+    """The identity; backward passes on only the positive part of the gradient (the guided rule)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.clamp(min=0)
+
+
+class _GuidedPasses:
+    """This thread's guided passes: ``applied`` counts the activations the rule was put on."""
+
+    def __init__(self):
+        self.applied = 0
+
+    def apply(self, fn, x: torch.Tensor) -> torch.Tensor:
+        self.applied += 1
+        return fn(_PositiveGrad.apply(x)) if x.requires_grad else fn(x)
+
+
 class _DeepLiftPasses:
     """This thread's DeepLIFT passes: :meth:`reference` records the input of every activation the forward applies,
     in order; :meth:`attributed` then applies each activation under the Rescale rule against its recorded input."""
@@ -180,14 +206,27 @@ def deeplift_passes(eps: float = 1e-10):
         _local.deeplift = before
 
 
+@contextmanager
+def guided_passes():
+    """Guided backprop's rule on every activation of this thread's passes inside the block (other threads'
+    passes through the same shared model are unchanged): the gradient leaving an activation towards its input is
+    ``relu(f'(x) * grad)``. Yields the state; its ``applied`` counts the activations reached."""
+    before = getattr(_local, "guided", None)
+    _local.guided = _GuidedPasses()
+    try:
+        yield _local.guided
+    finally:
+        _local.guided = before
+
+
 def rescale_active() -> bool:
     """Whether this thread is inside :func:`deeplift_passes` (the forward then keeps every activation a call)."""
     return getattr(_local, "deeplift", None) is not None
 
 
 def activation(fn, x: torch.Tensor) -> torch.Tensor:
-    """An MLP's activation ``fn(x)``, under DeepLIFT's passes when this thread runs them."""
-    passes = getattr(_local, "deeplift", None)
+    """An MLP's activation ``fn(x)``, under DeepLIFT's or guided backprop's rule when this thread runs them."""
+    passes = getattr(_local, "deeplift", None) or getattr(_local, "guided", None)
     return fn(x) if passes is None else passes.apply(fn, x)
 
 

@@ -5,6 +5,8 @@ and the deletion floor against a random map on both real models."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -258,3 +260,53 @@ def test_beats_random_map_on_deletion(deletion_setup, method):  # noqa: F811
     ours = float(np.mean(deletion_aucs(model, xs, [e.heatmap for e in exps], targets, ends)))
     print(model.name, method, round(ours, 4), round(float(floor), 4))
     assert ours < floor, (model.name, ours, floor)
+
+
+class _Pause(torch.nn.Module):
+    """The identity; in a pass of thread ``owner`` while ``hooked`` carries forward hooks (captum's, during its
+    attribution), it signals ``inside`` and waits for ``go``."""
+
+    def __init__(self, hooked):
+        super().__init__()
+        self.hooked, self.owner = hooked, None
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def forward(self, t):
+        if threading.get_ident() == self.owner and self.hooked._forward_pre_hooks:
+            self.inside.set()
+            assert self.go.wait(timeout=60)
+        return t
+
+
+def test_captums_hooks_leave_another_threads_passes_alone(x8):
+    """While one thread's guided backprop holds captum's hooks on a shared model's activation module, another
+    thread's passes through that module (no-grad and gradient) are untouched (captum's own closures would register
+    tensor hooks there: an error in a no-grad pass), and the first thread's map is the one it gets alone."""
+    model = GeluNet()
+    alone = explainers.capture(model, x8, "guided_backprop", target=0).state["grad"]
+    pause = _Pause(model.module[2])
+    model.module = torch.nn.Sequential(*list(model.module)[:3], pause, model.module[3])
+    with torch.no_grad():
+        want = model.module(x8)
+    xg = x8.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(model.module(xg)[0, 0], xg)
+    box = {}
+
+    def attribute():
+        pause.owner = threading.get_ident()
+        box["grad"] = explainers.capture(model, x8, "guided_backprop", target=0).state["grad"]
+
+    worker = threading.Thread(target=attribute)
+    worker.start()
+    try:
+        assert pause.inside.wait(timeout=60)
+        with torch.no_grad():
+            got = model.module(x8)
+        xg = x8.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model.module(xg)[0, 0], xg)
+    finally:
+        pause.go.set()
+        worker.join(timeout=60)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grad, plain)
+    torch.testing.assert_close(box["grad"], alone)

@@ -15,6 +15,9 @@ The rows ``guided_backprop:relu`` and ``deeplift:relu`` time both on the ReLU tw
 ``nn.ReLU`` in the MLPs), where captum applies its rules in full: the same work on both sides.
 Timings are interleaved (package, ours, package, ours, ... after one warm-up each); the ratio is printed of the
 medians and of the minima (on a machine shared with other work the minimum is the steadier estimate of the cost).
+OpenBLAS runs on one thread (``OPENBLAS_NUM_THREADS=1`` unless set): pytorch-grad-cam's EigenCAM calls numpy's SVD,
+whose OpenBLAS threads keep spinning after it returns and slow whichever call runs next (EigenCAM on 2 torch
+threads: package 47 ms and ours 52 ms medians with them, 27 and 26 ms without).
 
     python benchmarks/bench_packages.py [--methods saliency,attnlrp] [--repeats 3] [--threads 0] [--device cpu]
 """
@@ -23,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (see the module docstring)
 
 import torch
 

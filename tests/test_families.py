@@ -44,6 +44,23 @@ def test_traced_equals_own_forward_at_two_sizes(family):
         assert m.verify(size=_other_size(m)) < 1e-4
 
 
+def test_last_norm1_on_the_fused_path_equals_the_trace(family):
+    """The CAMs' no-gradient tokens (the last block's first-norm output, on the fused path) and outputs equal the
+    traced pass's."""
+    _, m = family
+    x = torch.randn(2, 3, *m.input_size, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        out, h1 = m.outputs_and_last_norm1(x)
+        tr = m.trace(x, keep_activations=True)
+    scale = float(tr.acts[-1]["h1"].abs().max())
+    assert float((h1 - tr.acts[-1]["h1"]).abs().max()) <= 1e-4 * scale
+    for name in ("logits", "embedding"):
+        a, b = getattr(out, name), getattr(tr.outputs, name)
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert float((a - b).abs().max()) <= 1e-4 * max(1.0, float(b.abs().max()))
+
+
 def test_every_method_maps_or_refuses(family):
     name, m = family
     x = torch.randn(1, 3, *_other_size(m), generator=torch.Generator().manual_seed(1))

@@ -33,9 +33,9 @@ def token_activations(model, x, target, gradients: bool):
     P = model.num_prefix_tokens
     if not gradients:
         with torch.inference_mode():
-            tr = model.trace(x, keep_activations=True)
-            bound = bind(model, target, tr.outputs, x)
-            return tr.acts[-1]["h1"][:, P:].float(), None, tr.outputs, bound
+            out, h1 = model.outputs_and_last_norm1(x)
+            bound = bind(model, target, out, x)
+            return h1[:, P:].float(), None, out, bound
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         tr = model.trace(xg, keep_activations=True)

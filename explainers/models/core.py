@@ -224,6 +224,17 @@ class ViTModel:
             t = block_fast(bp, t, ctx, i)
         return pool_outputs(self.pooling, t, self.num_prefix_tokens)
 
+    def outputs_and_last_norm1(self, x: torch.Tensor) -> tuple[Outputs, torch.Tensor]:
+        """:meth:`outputs` and the last block's first-norm output (B, N, D), on the same fused path (the CAMs that
+        need no gradient read these tokens without tracing every block)."""
+        t, ctx = self.adapter.embed(self.module, x)
+        last = len(self.blocks) - 1
+        for i, bp in enumerate(self.blocks[:last]):
+            t = block_fast(bp, t, ctx, i)
+        h1 = self.blocks[last].norm1(t)
+        t = block_fast(self.blocks[last], t, ctx, last, h=h1)
+        return pool_outputs(self.pooling, t, self.num_prefix_tokens), h1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> logits (B, C), or the embedding (B, E) for a model without classes."""
         out = self.outputs(x)

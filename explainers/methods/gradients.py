@@ -51,17 +51,15 @@ def stashing_value_fn(model, target, x, box: dict, references: bool = False):
     the (2B,) values are kept in ``box["values"]``. A target already bound in ``box`` is kept."""
     from ..models import Outputs
 
-    def rows(out, sl):
-        return Outputs(out.embedding[sl] if out.embedding is not None else None,
-                       out.logits[sl] if out.logits is not None else None)
+    def each(out, f):  # f applied to the outputs' tensors
+        return Outputs(*(None if v is None else f(v) for v in (out.embedding, out.logits)))
 
     def fn(t):
         out = model.outputs(t)
-        parts = [rows(out, slice(0, x.shape[0])), rows(out, slice(x.shape[0], None))] if references else [out]
+        B = x.shape[0]
+        parts = [each(out, lambda v: v[:B]), each(out, lambda v: v[B:])] if references else [out]
         if "bound" not in box:
-            head = parts[0]
-            clean = Outputs(head.embedding.detach() if head.embedding is not None else None,
-                            head.logits.detach() if head.logits is not None else None)
+            clean = each(parts[0], torch.Tensor.detach)
             box["out"], box["bound"] = clean, bind(model, target, clean, x)
         values = torch.cat([box["bound"].value(p) for p in parts])
         box["values"] = values.detach()

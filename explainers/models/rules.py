@@ -43,14 +43,21 @@ _local = threading.local()
 
 
 @contextmanager
+def _thread_state(name: str, value, default=None):
+    """This thread's ``name`` set to ``value`` inside the block (yielded), restored after it."""
+    before = getattr(_local, name, default)
+    setattr(_local, name, value)
+    try:
+        yield value
+    finally:
+        setattr(_local, name, before)
+
+
+@contextmanager
 def libragrad(on: bool = True):
     """Turn LibraGrad's balanced backward on (or off) for the passes this thread runs inside the block."""
-    before = getattr(_local, "on", False)
-    _local.on = bool(on)
-    try:
+    with _thread_state("on", bool(on), default=False):
         yield
-    finally:
-        _local.on = before
 
 
 def libragrad_on() -> bool:
@@ -198,12 +205,8 @@ def deeplift_passes(eps: float = 1e-10):
     """DeepLIFT's Rescale rule on every activation of this thread's passes inside the block (one shared model
     serves other threads unchanged): run the reference input under ``passes.reference()``, then the image (the
     same batch size) under ``passes.attributed()``; its input gradient is DeepLIFT's multiplier."""
-    before = getattr(_local, "deeplift", None)
-    _local.deeplift = _DeepLiftPasses(eps)
-    try:
-        yield _local.deeplift
-    finally:
-        _local.deeplift = before
+    with _thread_state("deeplift", _DeepLiftPasses(eps)) as passes:
+        yield passes
 
 
 @contextmanager
@@ -211,12 +214,8 @@ def guided_passes():
     """Guided backprop's rule on every activation of this thread's passes inside the block (other threads'
     passes through the same shared model are unchanged): the gradient leaving an activation towards its input is
     ``relu(f'(x) * grad)``. Yields the state; its ``applied`` counts the activations reached."""
-    before = getattr(_local, "guided", None)
-    _local.guided = _GuidedPasses()
-    try:
-        yield _local.guided
-    finally:
-        _local.guided = before
+    with _thread_state("guided", _GuidedPasses()) as passes:
+        yield passes
 
 
 def rescale_active() -> bool:

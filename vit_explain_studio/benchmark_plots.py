@@ -42,7 +42,9 @@ def ranking(model: dict, order: list[str], metric: str, title: str, reference: t
                                  hovertemplate="%{y}: %{x:.3f} ± %{error_x.array:.3f}<extra></extra>"))
         fig.add_vline(x=s["mean"], line=dict(width=1, **REFERENCE_STYLE[ref]))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=shown, automargin=True)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, font=dict(size=11)),
+    # the legend about 45 px under the axis whatever the number of rows (y is a fraction of the plot's height)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-45 / (24 * len(shown) + 60), x=0,
+                                  font=dict(size=11)),
                       title=dict(text=f"{title}: mean and 95 % interval", font=dict(size=14)))
     return _compact(fig, 140 + 24 * len(shown))
 

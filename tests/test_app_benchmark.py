@@ -5,6 +5,7 @@ faithfulness on a log axis, the reading, the incomplete rows named; and the mess
 
 from __future__ import annotations
 
+import math
 import sys
 
 import pytest
@@ -47,6 +48,11 @@ def test_benchmark_page_ranks_methods_with_the_reference_floor_and_sanity_verdic
     cost = spec_titled(at, "Cost against Deletion AUC")
     assert cost["layout"]["xaxis"]["type"] == "log"
     assert sorted(t for tr in cost["data"] for t in tr["text"]) == ["flat", "good", "rise"]
+    labels = {a["text"]: a for a in cost["layout"]["annotations"] if "ax" in a}  # each point's label, at its point
+    assert sorted(labels) == ["flat", "good", "rise"]
+    point = {t: (x, y) for tr in cost["data"] for t, x, y in zip(tr["text"], tr["x"], tr["y"])}
+    assert all(labels[m]["x"] == pytest.approx(math.log10(point[m][0])) and labels[m]["y"] == point[m][1]
+               for m in labels)  # a log axis takes an annotation's x as log10
     ins = spec_titled(at, "Mean insertion curve")
     assert {t["name"] for t in ins["data"]} >= {"good", "random map", "gaussian map"}
     sanity = at.dataframe[1].value
@@ -71,3 +77,27 @@ def test_benchmark_page_without_results_says_how_to_make_them(tmp_path, monkeypa
     monkeypatch.setattr(settings, "RESULTS", tmp_path)
     at = open_page("benchmark")
     assert "no reference results" in at.info[0].value and "results_tables.py --write" in at.info[0].value
+
+
+def test_cost_labels_stay_apart_and_inside_the_plot():
+    """Crowded points (three within a few pixels, as the rollouts are on DeiT-Tiny) get labels that overlap
+    neither one another nor any point and stay inside the plot; Plotly's fixed text positions overlapped."""
+    from vit_explain_studio.benchmark_plots import label_offsets
+
+    xs, ys = [0.086, 0.09, 0.093, 0.158, 2.5, 70.0], [0.280, 0.278, 0.283, 0.291, 0.2, 0.21]
+    names = ["attention_last_layer", "attention_rollout", "chefer_rollout", "gradcam_pp", "gradmask", "rise"]
+    width, height = 860, 320
+    offsets = label_offsets(xs, ys, names, width=width, height=height)
+    lx = [math.log10(x) for x in xs]
+    px = [(0.05 + (v - min(lx)) / (max(lx) - min(lx)) * 0.9) * width for v in lx]
+    py = [(0.05 + (v - min(ys)) / (max(ys) - min(ys)) * 0.9) * height for v in ys]
+    boxes = [(a + dx - 3 * len(n), b + dy - 6.5, a + dx + 3 * len(n), b + dy + 6.5)
+             for a, b, (dx, dy), n in zip(px, py, offsets, names)]
+    points = [(a - 5, b - 5, a + 5, b + 5) for a, b in zip(px, py)]
+
+    def meet(r, o):
+        return min(r[2], o[2]) > max(r[0], o[0]) and min(r[3], o[3]) > max(r[1], o[1])
+
+    assert not [(i, j) for i in range(6) for j in range(i + 1, 6) if meet(boxes[i], boxes[j])]
+    assert not [(i, j) for i in range(6) for j in range(6) if meet(boxes[i], points[j])]
+    assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height for r in boxes)

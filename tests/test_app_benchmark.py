@@ -82,15 +82,14 @@ def test_benchmark_page_without_results_says_how_to_make_them(tmp_path, monkeypa
 def test_cost_labels_stay_apart_and_inside_the_plot():
     """Crowded points (three within a few pixels, as the rollouts are on DeiT-Tiny) get labels that overlap
     neither one another nor any point and stay inside the plot; Plotly's fixed text positions overlapped."""
-    from vit_explain_studio.benchmark_plots import label_offsets
+    from vit_explain_studio.benchmark_plots import label_offsets, plot_pixels
 
     xs, ys = [0.086, 0.09, 0.093, 0.158, 2.5, 70.0], [0.280, 0.278, 0.283, 0.291, 0.2, 0.21]
     names = ["attention_last_layer", "attention_rollout", "chefer_rollout", "gradcam_pp", "gradmask", "rise"]
     width, height = 860, 320
     offsets = label_offsets(xs, ys, names, width=width, height=height)
-    lx = [math.log10(x) for x in xs]
-    px = [(0.05 + (v - min(lx)) / (max(lx) - min(lx)) * 0.9) * width for v in lx]
-    py = [(0.05 + (v - min(ys)) / (max(ys) - min(ys)) * 0.9) * height for v in ys]
+    px, py = plot_pixels(xs, ys, width, height)
+    assert (px.min(), px.max(), py.min(), py.max()) == pytest.approx((43, 817, 16, 304))  # 5 % padding each side
     boxes = [(a + dx - 3 * len(n), b + dy - 6.5, a + dx + 3 * len(n), b + dy + 6.5)
              for a, b, (dx, dy), n in zip(px, py, offsets, names)]
     points = [(a - 5, b - 5, a + 5, b + 5) for a, b in zip(px, py)]

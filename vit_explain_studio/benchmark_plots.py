@@ -4,6 +4,9 @@ cost against faithfulness (seconds per image on a log axis)."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import plotly.graph_objects as go
 
 from .plots import COLORS, REFERENCE_STYLE, _compact
@@ -42,11 +45,12 @@ def ranking(model: dict, order: list[str], metric: str, title: str, reference: t
                                  hovertemplate="%{y}: %{x:.3f} ± %{error_x.array:.3f}<extra></extra>"))
         fig.add_vline(x=s["mean"], line=dict(width=1, **REFERENCE_STYLE[ref]))
     fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=shown, automargin=True)
-    # the legend about 45 px under the axis whatever the number of rows (y is a fraction of the plot's height)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-45 / (24 * len(shown) + 60), x=0,
-                                  font=dict(size=11)),
+    height = 140 + 24 * len(shown)
+    # the legend about 45 px under the axis whatever the number of rows: y is a fraction of the plot area's
+    # height, the figure's less about 80 px (title, margins, tick labels)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-45 / (height - 80), x=0, font=dict(size=11)),
                       title=dict(text=f"{title}: mean and 95 % interval", font=dict(size=14)))
-    return _compact(fig, 140 + 24 * len(shown))
+    return _compact(fig, height)
 
 
 def curves(model: dict, fractions: list[float], methods: list[str], kind: str,
@@ -75,24 +79,28 @@ def curves(model: dict, fractions: list[float], methods: list[str], kind: str,
     return _compact(fig, 340 + 11 * len(fig.data))
 
 
+def _area(r, o) -> float:
+    """The area shared by two boxes (x0, y0, x1, y1)."""
+    return max(0.0, min(r[2], o[2]) - max(r[0], o[0])) * max(0.0, min(r[3], o[3]) - max(r[1], o[1]))
+
+
+def plot_pixels(xs: list[float], ys: list[float], width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the points fall in a plot of ``width`` by ``height`` pixels with a log x axis and a linear y axis, the
+    data's range padded by 5 % as Plotly does (x right, y up)."""
+    lx, y = np.log10(np.asarray(xs, float)), np.asarray(ys, float)
+    span = lambda v: (v.max() - v.min()) or 1.0  # noqa: E731
+    return (0.05 + (lx - lx.min()) / span(lx) * 0.9) * width, (0.05 + (y - y.min()) / span(y) * 0.9) * height
+
+
 def label_offsets(xs: list[float], ys: list[float], names: list[str], width: float = 860, height: float = 320,
                   char_px: float = 6.0, line_px: float = 13.0, marker_px: float = 10.0) -> list[tuple[float, float]]:
     """For each point, where its label's centre goes, in pixels from the point (x right, y up), such that labels
     overlap one another and the points as little as possible and stay inside the plot: greedy, the most crowded
     points first, the nearest free place among 8 directions at growing distances (a thin line then joins a far
-    label to its point). The axes are taken as log x and linear y over about ``width`` by ``height`` pixels, the
-    data's range padded by 5 % as Plotly does. Plotly's own text labels never move apart."""
-    import numpy as np
-
-    lx, y = np.log10(np.asarray(xs, float)), np.asarray(ys, float)
-    span = lambda v: (v.max() - v.min()) or 1.0  # noqa: E731
-    px = (0.05 + (lx - lx.min()) / span(lx) * 0.9) * width
-    py = (0.05 + (y - y.min()) / span(y) * 0.9) * height
+    label to its point). The points are placed by ``plot_pixels``. Plotly's own text labels never move apart."""
+    px, py = plot_pixels(xs, ys, width, height)
     boxes = [(a - marker_px / 2, b - marker_px / 2, a + marker_px / 2, b + marker_px / 2) for a, b in zip(px, py)]
-
-    def overlap(r):
-        return sum(max(0.0, min(r[2], o[2]) - max(r[0], o[0])) * max(0.0, min(r[3], o[3]) - max(r[1], o[1]))
-                   for o in boxes)
+    plot = (0.0, 0.0, width, height)
 
     crowd = [int((np.hypot(px - a, py - b) < 60).sum()) for a, b in zip(px, py)]
     offsets: list[tuple[float, float]] = [(0.0, 0.0)] * len(names)
@@ -104,8 +112,8 @@ def label_offsets(xs: list[float], ys: list[float], names: list[str], width: flo
             for cx, cy in directions:
                 dx, dy = cx * (w / 2 + gap), cy * (h / 2 + gap)
                 r = (px[i] + dx - w / 2, py[i] + dy - h / 2, px[i] + dx + w / 2, py[i] + dy + h / 2)
-                inside = max(0.0, min(r[2], width) - max(r[0], 0.0)) * max(0.0, min(r[3], height) - max(r[1], 0.0))
-                cost = overlap(r) + 2 * (w * h - inside) + 0.5 * gap  # cut by the edge is worse; near is better
+                # overlaps, twice the part cut off by the plot's edge, and a little for the distance
+                cost = sum(_area(r, o) for o in boxes) + 2 * (w * h - _area(r, plot)) + 0.5 * gap
                 if best is None or cost < best[0] - 1e-9:
                     best = (cost, (dx, dy), r)
         offsets[i] = best[1]
@@ -116,8 +124,6 @@ def label_offsets(xs: list[float], ys: list[float], names: list[str], width: flo
 def cost(model: dict, metric: str, title: str, reference: tuple[str, ...]) -> go.Figure:
     """Seconds per image (log axis) against ``metric``: one labelled point per method, coloured by its sanity
     verdict, the labels placed apart (``label_offsets``); the reference rows (no cost) as horizontal lines."""
-    import math
-
     fig = go.Figure()
     shown = [m for m in model["evaluate"]["methods"] if m not in reference and stat(model, m, metric)
              and stat(model, m, "seconds") and stat(model, m, "seconds")["mean"] > 0]

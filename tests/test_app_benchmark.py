@@ -100,3 +100,75 @@ def test_cost_labels_stay_apart_and_inside_the_plot():
     assert not [(i, j) for i in range(6) for j in range(i + 1, 6) if meet(boxes[i], boxes[j])]
     assert not [(i, j) for i in range(6) for j in range(6) if meet(boxes[i], points[j])]
     assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height for r in boxes)
+
+
+def test_phone_labels_never_overlap_and_the_best_are_placed_first():
+    """In a plot too small for every label (a phone's), ``drop`` leaves out the labels that find no free place
+    instead of overlapping: the placed ones overlap neither one another nor a point and stay inside; the first
+    in ``order`` always gets its place, and without ``drop`` every label is placed."""
+    from vit_explain_studio.benchmark_plots import label_offsets, plot_pixels
+
+    rng = __import__("numpy").random.default_rng(0)
+    n = 30
+    xs, ys = list(10 ** rng.uniform(-1.5, 2, n)), list(rng.uniform(0.15, 0.35, n))
+    names = [f"method_number_{i}" for i in range(n)]
+    width, height, char, line = 250, 470, 5.4, 11.7
+    order = list(range(n))[::-1]
+    offsets = label_offsets(xs, ys, names, width, height, char_px=char, line_px=line, order=order, drop=True)
+    placed = [i for i in range(n) if offsets[i] is not None]
+    assert offsets[order[0]] is not None and 10 <= len(placed) < n  # crowded: some left out, most not
+    px, py = plot_pixels(xs, ys, width, height)
+    box = {i: (px[i] + offsets[i][0] - char * len(names[i]) / 2, py[i] + offsets[i][1] - line / 2,
+               px[i] + offsets[i][0] + char * len(names[i]) / 2, py[i] + offsets[i][1] + line / 2) for i in placed}
+
+    def meet(r, o):
+        return min(r[2], o[2]) > max(r[0], o[0]) + 1e-6 and min(r[3], o[3]) > max(r[1], o[1]) + 1e-6
+
+    assert not [(i, j) for i in placed for j in placed if i < j and meet(box[i], box[j])]
+    assert not [(i, j) for i in placed for j in range(n) if meet(box[i], (px[j] - 5, py[j] - 5, px[j] + 5, py[j] + 5))]
+    assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height for r in box.values())
+    assert None not in label_offsets(xs, ys, names, width, height, char_px=char, line_px=line)
+
+
+@pytest.mark.parametrize("headers, phone", [
+    ({"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+                    "Gecko) Version/18.0 Mobile/15E148 Safari/604.1"}, True),
+    ({"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
+      "sec-ch-ua-mobile": "?1"}, True),
+    ({"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
+      "Sec-CH-UA-Mobile": "?0"}, False),
+    ({}, False),
+])
+def test_a_phone_is_told_by_its_request_headers(monkeypatch, headers, phone):
+    import streamlit as st
+    from streamlit.runtime.context import StreamlitHeaders
+
+    from vit_explain_studio.benchmark_view import on_phone
+
+    monkeypatch.setattr(st, "context", type("Context", (), {"headers": StreamlitHeaders(headers.items())})())
+    assert on_phone() is phone
+
+
+def test_the_phone_cost_chart_names_the_methods_it_leaves_unlabelled(fixture_results):
+    """Drawn for a phone, the cost chart is taller, its labels smaller, and the crowded methods that get no label
+    are named in ``meta`` (the page lists them under the chart); the desktop drawing labels every method."""
+    import json
+
+    from vit_explain_studio import benchmark_plots as bp
+
+    data = json.loads((fixture_results / "summary.json").read_text())
+    model, ref = data["models"][0], tuple(data["plan"]["reference"])
+    # twenty more methods crowded around one spot: on a phone's plot some labels find no free place
+    methods = model["evaluate"]["methods"]
+    for i in range(20):
+        methods[f"crowd_{i}"] = json.loads(json.dumps(methods["good"]))
+        methods[f"crowd_{i}"]["metrics"]["seconds"]["mean"] = 1.0 + i / 100
+        methods[f"crowd_{i}"]["metrics"]["deletion_auc"]["mean"] = 0.2 + i / 1000
+    desktop = bp.cost(model, "deletion_auc", "Deletion AUC", ref)
+    phone = bp.cost(model, "deletion_auc", "Deletion AUC", ref, phone=True)
+    assert desktop.layout.meta["unlabelled"] == [] and desktop.layout.height < phone.layout.height
+    assert len([a for a in desktop.layout.annotations if a.showarrow]) == len(methods) - len(ref)
+    labels = {a.text: a.font.size for a in phone.layout.annotations if a.showarrow}
+    left = phone.layout.meta["unlabelled"]
+    assert left and not set(labels) & set(left) and len(labels) + len(left) == len(methods) - len(ref)
+    assert set(labels.values()) == {9}

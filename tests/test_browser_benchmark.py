@@ -1,7 +1,8 @@
 """The Benchmark page in a real browser (Chromium through Playwright, ``streamlit run app.py`` headless) on a
 constructed results tree (tests/results_fixture.py, via ``VIT_EXPLAIN_RESULTS``): the page draws its charts and
 tables without an error at desktop (1440 px) and phone (390 px) width, the phone layout does not scroll sideways,
-and both are saved to ``test-output/browser/benchmark-*.png``."""
+a phone's browser (told by its User-Agent) gets the cost chart drawn for a phone (taller), and both are saved
+to ``test-output/browser/benchmark-*.png``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ import run_reference as plan  # noqa: E402
 WAIT_MS = 240_000
 # tall enough for the whole page in one screenshot (Streamlit scrolls its main area, not the document)
 VIEWPORTS = {"desktop": {"width": 1440, "height": 2800}, "phone": {"width": 390, "height": 5200}}
+# the phone as a phone's browser presents itself (a Pixel's Chrome): the cost chart is drawn for it
+PHONE = {"user_agent": "Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) "
+                       "Chrome/131.0.0.0 Mobile Safari/537.36", "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def test_benchmark_page_at_desktop_and_phone_width(server, browser):
     from playwright.sync_api import expect
 
     for name, viewport in VIEWPORTS.items():
-        page = browser.new_page(viewport=viewport)
+        page = browser.new_page(viewport=viewport, **(PHONE if name == "phone" else {}))
         errors = []
         page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
         t0 = time.perf_counter()
@@ -63,6 +67,8 @@ def test_benchmark_page_at_desktop_and_phone_width(server, browser):
         expect(main.locator("[data-testid=stDataFrame]")).to_have_count(2)  # ranking and sanity tables
         expect(main.get_by_text("Complete: every method on every planned image.")).to_be_visible()
         assert main.locator("[data-testid=stException]").count() == 0
+        cost_height = main.locator(".js-plotly-plot").nth(3).bounding_box()["height"]
+        assert cost_height == pytest.approx(640 if name == "phone" else 480, abs=2), (name, cost_height)
         if name == "phone":
             width = page.evaluate("() => document.documentElement.scrollWidth")
             assert width <= viewport["width"] + 1, width

@@ -84,46 +84,67 @@ def _area(r, o) -> float:
     return max(0.0, min(r[2], o[2]) - max(r[0], o[0])) * max(0.0, min(r[3], o[3]) - max(r[1], o[1]))
 
 
-def plot_pixels(xs: list[float], ys: list[float], width: float, height: float) -> tuple[np.ndarray, np.ndarray]:
+def plot_pixels(xs: list[float], ys: list[float], width: float, height: float,
+                y_also: tuple[float, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Where the points fall in a plot of ``width`` by ``height`` pixels with a log x axis and a linear y axis, the
-    data's range padded by 5 % as Plotly does (x right, y up)."""
+    data's range padded by 5 % as Plotly does (x right, y up). y_also: other heights the y axis spans (the
+    reference rows' lines)."""
     lx, y = np.log10(np.asarray(xs, float)), np.asarray(ys, float)
-    span = lambda v: (v.max() - v.min()) or 1.0  # noqa: E731
-    return (0.05 + (lx - lx.min()) / span(lx) * 0.9) * width, (0.05 + (y - y.min()) / span(y) * 0.9) * height
+    lo, hi = min([y.min(), *y_also]), max([y.max(), *y_also])
+    return (0.05 + (lx - lx.min()) / ((lx.max() - lx.min()) or 1.0) * 0.9) * width, \
+        (0.05 + (y - lo) / ((hi - lo) or 1.0) * 0.9) * height
 
 
 def label_offsets(xs: list[float], ys: list[float], names: list[str], width: float = 860, height: float = 320,
-                  char_px: float = 6.0, line_px: float = 13.0, marker_px: float = 10.0) -> list[tuple[float, float]]:
+                  char_px: float = 6.0, line_px: float = 13.0, marker_px: float = 10.0, order: list[int] | None = None,
+                  drop: bool = False, y_also: tuple[float, ...] = ()) -> list[tuple[float, float] | None]:
     """For each point, where its label's centre goes, in pixels from the point (x right, y up), such that labels
-    overlap one another and the points as little as possible and stay inside the plot: greedy, the most crowded
-    points first, the nearest free place among 8 directions at growing distances (a thin line then joins a far
-    label to its point). The points are placed by ``plot_pixels``. Plotly's own text labels never move apart."""
-    px, py = plot_pixels(xs, ys, width, height)
+    overlap one another and the points as little as possible and stay inside the plot: greedy, the nearest free
+    place among 8 directions at growing distances (a thin line then joins a far label to its point). The points
+    are placed by ``plot_pixels``. Plotly's own text labels never move apart.
+
+    order: the indices in the order their labels are placed (default: the most crowded points first, as they have
+    the fewest free places). drop: a label that finds no free place inside the plot is left out (None) instead of
+    overlapping another, for a plot too small for every label (a phone's). y_also: as ``plot_pixels``."""
+    px, py = plot_pixels(xs, ys, width, height, y_also)
     boxes = [(a - marker_px / 2, b - marker_px / 2, a + marker_px / 2, b + marker_px / 2) for a, b in zip(px, py)]
     plot = (0.0, 0.0, width, height)
-
-    crowd = [int((np.hypot(px - a, py - b) < 60).sum()) for a, b in zip(px, py)]
-    offsets: list[tuple[float, float]] = [(0.0, 0.0)] * len(names)
+    if order is None:
+        crowd = [int((np.hypot(px - a, py - b) < 60).sum()) for a, b in zip(px, py)]
+        order = sorted(range(len(names)), key=lambda i: -crowd[i])
+    offsets: list[tuple[float, float] | None] = [None] * len(names)
     directions = [(0, 1), (1, 0), (-1, 0), (0, -1), (0.7, 0.7), (-0.7, 0.7), (0.7, -0.7), (-0.7, -0.7)]
-    for i in sorted(range(len(names)), key=lambda i: -crowd[i]):
+    for i in order:
         w, h = char_px * len(names[i]), line_px
         best = None
         for gap in (4, 16, 30, 46):
             for cx, cy in directions:
                 dx, dy = cx * (w / 2 + gap), cy * (h / 2 + gap)
                 r = (px[i] + dx - w / 2, py[i] + dy - h / 2, px[i] + dx + w / 2, py[i] + dy + h / 2)
-                # overlaps, twice the part cut off by the plot's edge, and a little for the distance
-                cost = sum(_area(r, o) for o in boxes) + 2 * (w * h - _area(r, plot)) + 0.5 * gap
-                if best is None or cost < best[0] - 1e-9:
-                    best = (cost, (dx, dy), r)
-        offsets[i] = best[1]
-        boxes.append(best[2])
+                # overlaps and twice the part cut off by the plot's edge; then a little for the distance
+                clash = sum(_area(r, o) for o in boxes) + 2 * (w * h - _area(r, plot))
+                if best is None or clash + 0.5 * gap < best[0] - 1e-9:
+                    best = (clash + 0.5 * gap, clash, (dx, dy), r)
+        if drop and best[1] > 1e-9:
+            continue
+        offsets[i] = best[2]
+        boxes.append(best[3])
     return offsets
 
 
-def cost(model: dict, metric: str, title: str, reference: tuple[str, ...]) -> go.Figure:
+# The cost chart's plot area in pixels: Plotly's inside a wide window, and inside a 390 px phone's where the
+# figure is drawn taller (PHONE_HEIGHT) with smaller labels
+DESKTOP_PLOT, PHONE_PLOT, PHONE_HEIGHT = (860, 320), (250, 470), 640
+
+
+def cost(model: dict, metric: str, title: str, reference: tuple[str, ...], higher_is_better: bool = False,
+         phone: bool = False) -> go.Figure:
     """Seconds per image (log axis) against ``metric``: one labelled point per method, coloured by its sanity
-    verdict, the labels placed apart (``label_offsets``); the reference rows (no cost) as horizontal lines."""
+    verdict, the labels placed apart (``label_offsets``); the reference rows (no cost) as horizontal lines.
+
+    phone: drawn for a phone's narrow plot (taller, smaller labels, best methods labelled first); a label with no
+    free place there is left out (its point keeps its name on hover) and the figure's ``meta["unlabelled"]``
+    names those methods."""
     fig = go.Figure()
     shown = [m for m in model["evaluate"]["methods"] if m not in reference and stat(model, m, metric)
              and stat(model, m, "seconds") and stat(model, m, "seconds")["mean"] > 0]
@@ -137,17 +158,26 @@ def cost(model: dict, metric: str, title: str, reference: tuple[str, ...]) -> go
             x=[xs[m] for m in ms], y=[ys[m] for m in ms], mode="markers", text=ms,
             name=f"sanity: {kind}", marker=dict(size=9, color=VERDICT_COLOURS[kind]),
             hovertemplate="%{text}<br>%{x:.2f} s per image<br>" + title + " %{y:.3f}<extra></extra>"))
+    unlabelled, lines = [], {ref: stat(model, ref, metric) for ref in reference}
+    lines = {ref: s["mean"] for ref, s in lines.items() if s is not None}
     if shown:
-        for m, (dx, dy) in zip(shown, label_offsets([xs[m] for m in shown], [ys[m] for m in shown], shown)):
-            fig.add_annotation(x=math.log10(xs[m]), y=ys[m], text=m, ax=dx, ay=-dy, showarrow=True, arrowhead=0,
-                               arrowwidth=0.6, arrowcolor="#aaaaaa", standoff=5, font=dict(size=10))
-    for ref in reference:
-        s = stat(model, ref, metric)
-        if s is not None:
-            fig.add_hline(y=s["mean"], line=dict(width=1, **REFERENCE_STYLE[ref]),
-                          annotation_text=f"{ref} map", annotation_position="bottom right")
+        (width, height), font = (PHONE_PLOT, 9) if phone else (DESKTOP_PLOT, 10)
+        best_first = sorted(range(len(shown)), key=lambda i: -ys[shown[i]] if higher_is_better else ys[shown[i]])
+        offsets = label_offsets([xs[m] for m in shown], [ys[m] for m in shown], shown, width, height,
+                                char_px=0.6 * font, line_px=1.3 * font, order=best_first if phone else None,
+                                drop=phone, y_also=tuple(lines.values()))
+        for m, off in zip(shown, offsets):
+            if off is None:
+                unlabelled.append(m)
+                continue
+            fig.add_annotation(x=math.log10(xs[m]), y=ys[m], text=m, ax=off[0], ay=-off[1], showarrow=True,
+                               arrowhead=0, arrowwidth=0.6, arrowcolor="#aaaaaa", standoff=5, font=dict(size=font))
+    fig.update_layout(meta={"unlabelled": unlabelled})
+    for ref, y in lines.items():
+        fig.add_hline(y=y, line=dict(width=1, **REFERENCE_STYLE[ref]), annotation_text=f"{ref} map",
+                      annotation_position="bottom right")
     fig.update_xaxes(type="log", title_text="seconds per image (explanation alone, log scale)")
     fig.update_yaxes(title_text=title)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, x=0, font=dict(size=11)),
-                      title=dict(text=f"Cost against {title}", font=dict(size=14)))
-    return _compact(fig, 480)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.14 if phone else -0.18, x=0,
+                                  font=dict(size=11)), title=dict(text=f"Cost against {title}", font=dict(size=14)))
+    return _compact(fig, PHONE_HEIGHT if phone else 480)

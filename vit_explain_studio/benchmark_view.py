@@ -45,6 +45,14 @@ def summary() -> dict | None:
     return load_summary(str(path), mtime)
 
 
+def on_phone() -> bool:
+    """Whether the visitor's browser says it is a phone: Chromium's ``Sec-CH-UA-Mobile: ?1`` client hint or
+    "Mobi" in the User-Agent (Safari, Firefox). The server cannot see a window's width, so a narrow desktop
+    window gets the desktop drawing."""
+    headers = st.context.headers
+    return headers.get("Sec-CH-UA-Mobile", "") == "?1" or "Mobi" in headers.get("User-Agent", "")
+
+
 def _images(model: dict, method: str) -> str:
     """"100", or "37 of 100" while the method's evaluation rows are incomplete."""
     done = model["evaluate"]["methods"][method]["images"]
@@ -153,10 +161,14 @@ def benchmark_page() -> None:
     st.subheader("Cost against faithfulness")
     axis = st.radio("Faithfulness axis", ("deletion_auc", "insertion_auc"), horizontal=True, key="bm.cost",
                     format_func=lambda k: f"{metrics[k]['title']} {arrow[k]}")
-    st.plotly_chart(bp.cost(model, axis, metrics[axis]["title"], reference), key="bm.costfig", width="stretch",
-                    config=CHART_CONFIG)
+    phone = on_phone()
+    fig = bp.cost(model, axis, metrics[axis]["title"], reference, metrics[axis]["higher_is_better"], phone)
+    st.plotly_chart(fig, key="bm.costfig", width="stretch", config=CHART_CONFIG)
+    unlabelled = fig.layout.meta["unlabelled"]
     st.caption("Cheap methods as good as the expensive ones sit at the left at the same height. The reference "
-               "maps cost nothing and are drawn as lines.")
+               "maps cost nothing and are drawn as lines."
+               + (f" On a phone the best methods are labelled first; {len(unlabelled)} more have no room for a "
+                  "label here (tap a point for its name): " + ", ".join(unlabelled) + "." if unlabelled else ""))
     st.subheader("Sanity checks")
     frame = sanity_frame(model)
     if frame.empty:

@@ -134,16 +134,38 @@ def _evaluation(folder: Path, order: list[str]) -> dict:
     return out
 
 
+def _budgets(folder: Path) -> dict:
+    """{method: {parameter: value}} for the parameters a run folder recorded other than the registry's defaults
+    (``sanity --param``: a many-pass method's smaller budget)."""
+    from explainers import METHODS
+    from explainers.run_folder import method_params
+
+    try:
+        recorded = json.loads((folder / "run.json").read_text()).get("methods") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    out = {}
+    for m, params in recorded.items():
+        if m in METHODS and isinstance(params, dict):
+            default = method_params([m])[m]
+            changed = {k: v for k, v in params.items() if k in default and v != default[k]}
+            if changed:
+                out[m] = changed
+    return out
+
+
 def _sanity(folder: Path, order: list[str]) -> dict:
     path = folder / "sanity.csv"
     results = read_sanity(folder) if path.exists() else []
     out = {"settings": _settings(folder), "methods": {}}
+    budgets = _budgets(folder)
     summary = {s["method"]: s for s in S.summarize(results)}
     present = list(dict.fromkeys(r.method for r in results))
     for m in [m for m in order if m in present] + [m for m in present if m not in order]:
         casc = [r for r in results if r.method == m and r.mode == "cascading"]
         ind = [r for r in results if r.method == m and r.mode == "independent"]
-        entry = {"images": len({r.image for r in casc}), "independent_images": len({r.image for r in ind})}
+        entry = {"images": len({r.image for r in casc}), "independent_images": len({r.image for r in ind}),
+                 "budget": budgets.get(m, {})}
         if m in summary:
             s = summary[m]
             entry.update({k: _r(s[f"spearman_{k}"]) for k in ("top_block", "top_half", "all_blocks", "random_logit")})
@@ -169,6 +191,7 @@ def collect(root: Path | None = None, models=None) -> dict:
     out = {"format": FORMAT, "plan": {"eval_images": plan.EVAL_IMAGES, "sanity_images": plan.SANITY_IMAGES,
                                        "many_pass_sanity_images": plan.HEAVY_SANITY_IMAGES,
                                        "many_pass": list(plan.MANY_PASS), "methods": order,
+                                       "sanity_params": plan.SANITY_PARAMS,
                                        "reference": list(plan.REFERENCE)},
            "metrics": {k: {"title": METRICS[k].title, "higher_is_better": METRICS[k].higher_is_better}
                        for k in MAIN_METRICS + tuple(EXTRA_METRICS)},

@@ -83,6 +83,12 @@ def extra_table(model: dict, summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def budget_note(entry: dict) -> str:
+    """" (masks=1000)" for a method checked with parameters other than its defaults, else ""."""
+    b = entry.get("budget") or {}
+    return " (" + ", ".join(f"{k}={v}" for k, v in b.items()) + ")" if b else ""
+
+
 def sanity_table(model: dict, summary: dict) -> str:
     keys = ("top_block", "top_half", "all_blocks", "independent_top_block", "independent_first_block",
             "random_logit")
@@ -92,7 +98,7 @@ def sanity_table(model: dict, summary: dict) -> str:
         if "passes" not in s:
             continue
         cells = ["n/a" if s.get(k) is None else f"{s[k]:.2f}" for k in keys]
-        lines.append(f"| {_name(m, summary)} | {s['images']} | " + " | ".join(cells)
+        lines.append(f"| {_name(m, summary)}{budget_note(s)} | {s['images']} | " + " | ".join(cells)
                      + f" | {'pass' if s['passes'] else '**flagged**'} |")
     return "\n".join(lines) + "\n"
 
@@ -127,7 +133,10 @@ def markdown(summary: dict) -> str:
     parts = ["### Coverage\n",
              f"The plan: {p['eval_images']} images per model for every method in the evaluation; the sanity checks "
              f"on the first {p['sanity_images']} images, the many-pass methods ({', '.join(p['many_pass'])}) on "
-             f"the first {p['many_pass_sanity_images']}. Counts below are what the committed files hold.\n",
+             f"the first {p['many_pass_sanity_images']}"
+             + "".join(f", {m} with {', '.join(f'{k}={v}' for k, v in ps.items())} (the evaluation: defaults)"
+                       for m, ps in p.get("sanity_params", {}).items())
+             + ". Counts below are what the committed files hold.\n",
              coverage_table(summary)]
     for m in summary["models"]:
         parts.append(f"### {m['title']}\n")

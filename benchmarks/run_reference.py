@@ -3,7 +3,8 @@
 Both real models, the 100 ImageNet validation images with their boxes, the default preset, every registered
 method and the two reference maps (``random``, ``gaussian``), insertion/deletion AUC, both pointing games and the
 extra faithfulness metrics (``evaluate --extra-metrics``); then the sanity checks (cascading and independent
-randomisation, random logit) on the first 20 images, the many-pass methods on the first 5. The outputs go to
+randomisation, random logit) on the first 20 images, the many-pass methods on the first 5 (RISE with a
+quarter of its masks: ``SANITY_PARAMS``). The outputs go to
 ``results/<model>/evaluate/`` and ``results/<model>/sanity/`` at the repository root, which are committed:
 
     python benchmarks/run_reference.py                 # everything still missing, niced, cheap methods first
@@ -68,6 +69,12 @@ MANY_PASS = ("rise", "tis", "occlusion", "scorecam", "integrated_gradients", "sm
              "gradient_shap", "vit_reciprocam", "lime", "kernel_shap")
 
 
+# the sanity table's smaller budgets (issue 25 allows them, stated in the table): RISE's 4000 masks cost 73 s a map
+# on one thread, 29 maps an image; 1000 masks keep the check (the same masks for the model and its randomised
+# copies) at a quarter of the cost. The evaluation uses every method's defaults.
+SANITY_PARAMS = {"rise": {"masks": 1000}}
+
+
 def methods() -> list[str]:
     """Every method of the plan, in tier order."""
     return [m for _, ms in TIERS for m in ms]
@@ -102,8 +109,9 @@ def commands(models=MODELS, device: str = "auto", parts=("evaluate", "sanity"), 
             if "sanity" in parts:  # the smaller job first: it completes a table sooner
                 for limit in sorted({sanity_images(x) for x in ms}, reverse=True):
                     group = [x for x in ms if sanity_images(x) == limit]
+                    budgets = [f"--param={x}.{k}={v}" for x in group for k, v in SANITY_PARAMS.get(x, {}).items()]
                     out.append(py + ["sanity", *common, "--methods", ",".join(group), "--limit",
-                                     str(min(limit, first or limit)), "--mode", "both",
+                                     str(min(limit, first or limit)), "--mode", "both", *budgets,
                                      "--out", str(folder / "sanity")])
             if "evaluate" in parts:
                 out.append(py + ["evaluate", *common, "--methods", ",".join(ms), "--limit",

@@ -284,6 +284,24 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
+def parse_method_params(items, methods) -> dict[str, dict]:
+    """``METHOD.NAME=VALUE`` strings (a command line's ``--param rise.masks=1000``) -> {method: {name: value}}, each
+    value coerced and range-checked by its :class:`Param`; only the parameters given. ``methods``: the methods of
+    the run (a parameter of another one is refused: it would change nothing)."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        key, eq, value = str(item).partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not eq or not dot or not method or not name.strip():
+            raise InvalidParameterError(f"--param expects METHOD.NAME=VALUE (e.g. rise.masks=1000); got {item!r}")
+        if method not in methods:
+            raise InvalidParameterError(f"--param {key.strip()}: {method!r} is not one of the run's methods "
+                                        f"({', '.join(methods)})")
+        name = name.strip()
+        out.setdefault(method, {})[name] = METHODS[method].validate({name: value.strip()})[name]
+    return out
+
+
 def check_target(target, num_classes: int) -> None:
     """Refuse a bad class target before any model pass (target objects are checked when they are bound)."""
     from .targets import ClassLogit, Contrast, Target, class_index, class_values

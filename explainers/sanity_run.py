@@ -1,6 +1,7 @@
 """The ``sanity`` command: the randomisation and random-logit checks over a folder of images, resumable.
 
     python -m explainers sanity --model M [--weights P] --methods all|a,b --images DIR [--limit N] --out DIR
+        [--param METHOD.NAME=VALUE ...]
 
 Every finished image is appended to ``OUT/sanity.csv`` at once (one write, each line with its checksum), so a run
 that stops (a closed laptop, a time limit) keeps its work: running the same command again skips the (image, method)
@@ -141,9 +142,12 @@ def _resume(table: Table, modes, random_logit: bool, check=None) -> tuple[dict[t
 
 
 def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), limit=None, seed: int = 0,
-               random_logit: bool = True, show_progress: bool = True) -> dict:
+               random_logit: bool = True, show_progress: bool = True, params: dict | None = None) -> dict:
     """Run the checks on the images of a folder (sorted by name), skipping the pairs ``out_dir`` already holds,
     and write the CSV, summary and HTML files. Returns counts, the summary and the seconds spent.
+
+    params: {method: parameters} other than the registry's defaults (a many-pass method's smaller budget, e.g.
+    ``{"rise": {"masks": 1000}}``); recorded in ``run.json`` with the others, so a folder never mixes two budgets.
 
     ``out_dir`` is a run folder (:mod:`explainers.run_folder`): a rerun with another model, weights or settings
     is refused; the same ones resume."""
@@ -161,7 +165,8 @@ def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), 
     modes = tuple(modes)
     fp = {**model_fingerprint(model), "seed": int(seed), "modes": list(modes), "random_logit": bool(random_logit),
           "topk_fraction": TOPK, "results_version": RESULTS_VERSION}
-    run = RunFolder(out_dir, "sanity", fp, method_params([n for n in names if n not in S.REFERENCE]),
+    params = {m: dict(p) for m, p in (params or {}).items()}
+    run = RunFolder(out_dir, "sanity", fp, method_params([n for n in names if n not in S.REFERENCE], params),
                     info={"weights": str(getattr(model, "weights_path", "") or "")}, data_files=("sanity.csv",))
     with run:
         out = run.out
@@ -191,7 +196,7 @@ def run_sanity(model, images_dir, out_dir, methods="all", modes=("cascading",), 
             image = load_image(f)
             results = []
             for mode in modes:
-                results += S.sanity_check(model, image, ms, mode, seed=seed, name=f.name, k=TOPK,
+                results += S.sanity_check(model, image, ms, mode, seed=seed, name=f.name, k=TOPK, params=params,
                                           random_logit=random_logit and mode == modes[0])
             # one image's rows with one write: an interrupted run keeps the images it finished
             table.append([table.encode([row[k] for k in FIELDS] + [digests[f.name]])
@@ -226,11 +231,15 @@ def cmd_sanity(args) -> int:
         from .evaluation.inputs import check_limit
 
         check_limit(args.limit)
-    S.resolve_methods(args.methods)  # bad input fails before a model loads
+    from .registry import parse_method_params
+
+    names = S.resolve_methods(args.methods)  # bad input fails before a model loads
+    params = parse_method_params(args.param, [n for n in names if n not in S.REFERENCE])
     model = load_model(args.model, weights=args.weights, device=args.device)
     modes = ("cascading", "independent") if args.mode == "both" else (args.mode,)
     info = run_sanity(model, args.images, args.out, methods=args.methods, modes=modes, limit=args.limit,
-                      seed=args.seed, random_logit=not args.no_random_logit, show_progress=not args.quiet)
+                      seed=args.seed, random_logit=not args.no_random_logit, show_progress=not args.quiet,
+                      params=params)
     print(S.summary_markdown(info["summary"]) if info["summary"] else "", end="")
     print(json.dumps({k: v for k, v in info.items() if k != "summary"}))
     return 0
@@ -249,6 +258,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--mode", default="cascading", choices=["cascading", "independent", "both"])
     p.add_argument("--seed", type=int, default=0, help="randomisation seed (default 0)")
     p.add_argument("--no-random-logit", action="store_true", help="skip the random-logit test")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                   help="a method parameter other than its default, e.g. rise.masks=1000 (repeatable; recorded in "
+                        "run.json: a folder keeps one value)")
     p.add_argument("--out", required=True, help="output folder (sanity.csv, summary.csv/.md, sanity.html, run.json)"
                                                 "; an existing one is extended")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -100,7 +100,9 @@ def sanity_frame(model: dict) -> pd.DataFrame:
     rows = []
     for m, s in model["sanity"]["methods"].items():
         if "passes" in s:
-            rows.append({"method": m, "images": s["images"], "top block": s.get("top_block"),
+            budget = ", ".join(f"{k}={v}" for k, v in (s.get("budget") or {}).items())
+            rows.append({"method": f"{m} ({budget})" if budget else m, "images": s["images"],
+                         "top block": s.get("top_block"),
                          "top half": s.get("top_half"), "all blocks": s.get("all_blocks"),
                          "top block alone": s.get("independent_top_block"),
                          "block 0 alone": s.get("independent_first_block"),
@@ -177,7 +179,8 @@ def benchmark_page() -> None:
         st.caption("Mean Spearman similarity to the original map after randomising (cascading) the head and the "
                    "top block, the top half, all blocks; (independent) the top block alone, block 0 alone; and for "
                    "a random other class. Pass: top half below 0.5. The images column says how many images each "
-                   "method was checked on (the many-pass methods on fewer).")
+                   "method was checked on (the many-pass methods on fewer); a parameter in brackets is a smaller "
+                   "budget than the method's default, used for this check only.")
         st.dataframe(frame, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.2f") for c in
                                     ("top block", "top half", "all blocks", "top block alone", "block 0 alone",

@@ -136,6 +136,23 @@ def test_ray_run_equals_the_serial_run(workers, serial, images, tmp_path):
     assert all(w["pid"] for w in workers.infos) and len({w["pid"] for w in workers.infos}) == 2
 
 
+def test_method_parameters_reach_the_workers(workers, serial, images, deit_tiny, tmp_path):
+    """``--param``: the Ray run explains with the given parameters, as the serial run does (not the defaults)."""
+    half = {"attention_rollout": {"discard_ratio": 0.5}}
+    kw = dict(methods="attention_rollout", boxes_path=VAL100 / "boxes.json", steps=STEPS, show_progress=False,
+              params=half)
+    run_evaluation(deit_tiny, images, tmp_path / "serial", **kw)
+    run_evaluation(workers, images, tmp_path / "ray", **kw)
+
+    def aucs(folder):
+        return {r["image"]: _num(r["insertion_auc"]) for r in _read(folder / "results.csv")
+                if r["method"] == "attention_rollout" and not r["error"]}
+
+    ray_run, serial_run, default = aucs(tmp_path / "ray"), aucs(tmp_path / "serial"), aucs(serial)
+    assert len(ray_run) == 6 and ray_run == pytest.approx(serial_run, abs=1e-6)
+    assert ray_run != pytest.approx(default, abs=1e-4)
+
+
 def test_a_killed_worker_is_replaced_and_its_items_run_again(workers, serial, images, tmp_path):
     pids = ray.get([a.pid.remote() for a in workers.actors])
     killed = []

@@ -17,7 +17,11 @@ _RAY_ONLY = ("workers", "cpus_per_worker", "gpus_per_worker", "retries")
 
 
 def cmd_evaluate(args) -> int:
-    resolve_methods(args.methods)  # bad input fails before a model loads or a cluster starts
+    from ..registry import parse_method_params
+    from .core import REFERENCE_METHODS
+
+    names = resolve_methods(args.methods)  # bad input fails before a model loads or a cluster starts
+    params = parse_method_params(args.param, [n for n in names if n not in REFERENCE_METHODS])
     list_images(args.images, args.limit)
     check_tolerance(args.tolerance)
     refuse_random_weights(args.weights)
@@ -29,7 +33,7 @@ def cmd_evaluate(args) -> int:
     common = {"methods": args.methods, "boxes_path": args.boxes, "preset": args.preset, "limit": args.limit,
               "steps": args.steps, "batch_size": args.batch_size, "tolerance": args.tolerance,
               "show_progress": not args.quiet, "ground_truth": args.ground_truth, "meta": args.meta,
-              "chunk_size": args.chunk_size, "extra": args.extra_metrics}
+              "chunk_size": args.chunk_size, "extra": args.extra_metrics, "params": params}
     try:
         if args.ray:
             from .distributed import RayWorkers
@@ -83,6 +87,9 @@ def add_cli(subparsers) -> None:
     p.add_argument("--extra-metrics", action="store_true",
                    help="also score ROAD (MoRF/LeRF AUC, gap), faithfulness correlation, sparseness and, with boxes, "
                         "relevance mass / rank accuracy (about 90 more forward passes per map)")
+    p.add_argument("--param", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                   help="a method parameter other than its default, e.g. rise.masks=8000 (repeatable; recorded in "
+                        "run.json: a folder keeps one value)")
     p.add_argument("--out", required=True, help="output folder (results.csv, summary, curves.html)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from ..text_cli import add_evaluate_options

@@ -201,8 +201,10 @@ def read_image_bytes(path) -> tuple[bytes | None, str]:
 
 def evaluate_item(model, name: str, data: bytes | None, read_error: str, methods: list[str], entry: dict | None,
                   preset=None, steps: int | None = None, batch_size: int | None = None, tolerance: float = 15,
-                  on_row: Callable[[dict], object] | None = None, extra: bool = False) -> list[dict]:
+                  on_row: Callable[[dict], object] | None = None, extra: bool = False,
+                  method_params: dict | None = None) -> list[dict]:
     """One image of the evaluate command (its bytes and box entry) with ``methods``; never raises an Exception.
+    method_params: {method: parameters} other than the defaults (``evaluate --param``).
 
     A method that raises (any exception, not only the library's errors) is recorded as a row with its error and
     the other methods go on; an unreadable image gives one error row per method."""
@@ -232,7 +234,7 @@ def evaluate_item(model, name: str, data: bytes | None, read_error: str, methods
         stream.name = name  # load_image names the file in its errors
         try:
             evaluate_image(model, name, stream, left, {name: entry} if entry else None, p, steps, batch_size,
-                           tolerance, on_row=emit, extra=extra)
+                           tolerance, method_params, on_row=emit, extra=extra)
             break
         except Exception as e:  # any failure is recorded in the results and the run goes on
             done = len(rows) - before

@@ -117,7 +117,8 @@ def _check_steps(steps):
 def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, preset=None, limit=None,
                    steps=None, batch_size=None, tolerance: float = 15, show_progress: bool = True,
                    ground_truth=None, meta=None, chunk_size: int | None = None,
-                   progress: Callable[[int, int], object] | None = None, extra: bool = False) -> dict:
+                   progress: Callable[[int, int], object] | None = None, extra: bool = False,
+                   params: dict | None = None) -> dict:
     """The ``evaluate`` command as a function: evaluate, resume, and write the result files.
 
     model: a loaded model (serial run) or a ``RayWorkers`` pool (sharded on Ray; same rows and numbers).
@@ -127,6 +128,7 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
     progress: ``callback(done, total)`` after rows are written; returning False stops after the current item.
     extra: also score the newer metrics (ROAD, faithfulness correlation, sparseness, relevance mass / rank
     accuracy) as columns of results.csv and the summaries (``--extra-metrics``).
+    params: {method: parameters} other than the registry's defaults (``--param``), recorded in ``run.json``.
 
     ``out_dir`` is a run folder (:mod:`explainers.run_folder`): its ``run.json`` holds the fingerprint of what
     changes the numbers, and a rerun with another one is refused; the same one resumes with the missing pairs.
@@ -141,7 +143,8 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
     entries = {f.name: (boxes or {}).get(f.name) for f in files}
     fp = {**model_fingerprint(model), "preset": p.name, "steps": steps, "tolerance": tolerance,
           "extra_metrics": bool(extra), "results_version": RESULTS_VERSION}
-    folder = RunFolder(out_dir, "evaluate", fp, method_params(names),
+    params = {m: dict(v) for m, v in (params or {}).items()}
+    folder = RunFolder(out_dir, "evaluate", fp, method_params(names, params),
                        info={"weights": str(getattr(model, "weights_path", "") or "")},
                        data_files=("results.csv", "curves.csv"))
     columns = result_columns(extra)
@@ -168,8 +171,8 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
         todo = [t for t in todo if t[2]]
         total = sum(len(t[2]) for t in todo)
         chunks = make_chunks(todo, chunk_size or len(names))
-        params = {"preset": p.name, "steps": steps, "batch_size": batch_size, "tolerance": tolerance,
-                  "extra": extra}
+        item = {"preset": p.name, "steps": steps, "batch_size": batch_size, "tolerance": tolerance,
+                "extra": extra, "method_params": params}
         count = {"done": 0}
         workers = getattr(model, "num_workers", None)
         desc = f"evaluate {len(files)} images x {len(names)} methods" + (f" on {workers} Ray workers" if workers
@@ -187,9 +190,9 @@ def run_evaluation(model, images, out_dir, methods="all", boxes_path=None, prese
 
         try:
             if hasattr(model, "run_chunks"):
-                failed = model.run_chunks(chunks, params, sink)
+                failed = model.run_chunks(chunks, item, sink)
             else:
-                failed = _run_serial(model, chunks, params, sink)
+                failed = _run_serial(model, chunks, item, sink)
         finally:
             if bar is not None:
                 bar.close()

@@ -1,7 +1,8 @@
-"""``sanity --param METHOD.NAME=VALUE``: a method checked with parameters other than its defaults (the reference
-plan's smaller RISE budget). The rows are those of ``sanity_check(params=...)``, the folder records the value and
-refuses another one, bad input gets a message naming the fix; the reference plan passes the budget to the sanity
-command of its method only, and the summary and tables say so. A tiny random ViT on three small images."""
+"""``--param METHOD.NAME=VALUE`` of the ``sanity`` and ``evaluate`` commands: a method run with parameters other
+than its defaults (the reference plan's smaller RISE budget for the sanity table). The rows are those of the
+library's functions given the same parameters, the folder records the value and refuses another one, bad input
+gets a message naming the fix before a model loads; the reference plan passes the budget to the sanity command of
+its method only, and the summary and tables say so. A tiny random ViT on two small images."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 from conftest import ROOT
-from run_support import image_folder, sanity, sanity_content, tiny_model
+from run_support import evaluate, image_folder, read_csv, sanity, sanity_content, tiny_model
 
 from explainers.errors import InvalidParameterError
 from explainers.registry import parse_method_params
@@ -123,3 +124,40 @@ def test_the_summary_and_the_tables_state_the_budget(tmp_path):
     assert "| rise (masks=1000) | 5 |" in table and "| gradcam | 5 |" in table
     assert list(sanity_frame(model)["method"]) == ["rise (masks=1000)", "gradcam"]
     assert json.loads(json.dumps(D.collect(tmp_path / "none")["plan"]["sanity_params"])) == plan.SANITY_PARAMS
+
+
+def test_evaluate_with_other_parameters_is_recorded_and_never_mixed(model, images, tmp_path):
+    from explainers.evaluation import evaluate_image
+    from explainers.run_folder import read_run_json
+
+    half = {"attention_rollout": {"discard_ratio": 0.5}}
+    evaluate(model, images, tmp_path / "half", methods="attention_rollout", params=half)
+    evaluate(model, images, tmp_path / "default", methods="attention_rollout")
+    assert read_run_json(tmp_path / "half" / "run.json")["methods"]["attention_rollout"]["discard_ratio"] == 0.5
+    got = {r["image"]: float(r["insertion_auc"]) for r in read_csv(tmp_path / "half" / "results.csv")}
+    default = {r["image"]: float(r["insertion_auc"]) for r in read_csv(tmp_path / "default" / "results.csv")}
+    direct = {f.name: evaluate_image(model, f.name, f, ["attention_rollout"], steps=2,
+                                     method_params=half)[0]["insertion_auc"] for f in sorted(images.iterdir())}
+    assert got == pytest.approx(direct, abs=1e-12) and got != pytest.approx(default, abs=1e-6)
+    with pytest.raises(RunFolderError, match="parameters of attention_rollout: discard_ratio: 0.5 in the folder"):
+        evaluate(model, images, tmp_path / "half", methods="attention_rollout")
+
+
+def test_evaluate_on_the_command_line_takes_param_and_refuses_a_bad_one_before_loading(model, images, tmp_path,
+                                                                                       monkeypatch, capsys):
+    import explainers.models
+    from explainers.cli import main
+    from explainers.run_folder import read_run_json
+
+    base = ["evaluate", "--model", "tiny-vit", "--images", str(images), "--methods", "attention_rollout,random",
+            "--steps", "2", "--quiet", "--out", str(tmp_path / "o")]
+    loaded = []
+    monkeypatch.setattr(explainers.models, "load_model", lambda *a, **k: loaded.append(1) or model)
+    for bad, message in ((["--param", "random.seed=1"], "'random' is not one of the run's methods"),
+                         (["--param", "attention_rollout.head_fusion=median"], "head_fusion")):
+        assert main(base + bad) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert loaded == [] and not (tmp_path / "o").exists()
+    assert main(base + ["--param", "attention_rollout.discard_ratio=0.5"]) == 0 and loaded == [1]
+    assert read_run_json(tmp_path / "o" / "run.json")["methods"]["attention_rollout"]["discard_ratio"] == 0.5

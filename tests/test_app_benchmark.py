@@ -58,6 +58,7 @@ def test_benchmark_page_ranks_methods_with_the_reference_floor_and_sanity_verdic
     sanity = at.dataframe[1].value
     assert sanity.set_index("method").loc["rise", "images"] == 2
     assert sanity.set_index("method").loc["flat", "verdict"] == "flagged"
+    assert list(sanity.columns[:2]) == ["method", "verdict"]  # in view on a phone, where the numbers scroll
 
     at.selectbox(key="bm.metric").set_value("deletion_auc").run()
     check_clean(at)

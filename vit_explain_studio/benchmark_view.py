@@ -101,12 +101,14 @@ def sanity_frame(model: dict) -> pd.DataFrame:
     for m, s in model["sanity"]["methods"].items():
         if "passes" in s:
             budget = ", ".join(f"{k}={v}" for k, v in (s.get("budget") or {}).items())
-            rows.append({"method": f"{m} ({budget})" if budget else m, "images": s["images"],
+            # the verdict beside the name: on a phone the numbers scroll sideways, the verdict stays in view
+            rows.append({"method": f"{m} ({budget})" if budget else m,
+                         "verdict": "pass" if s["passes"] else "flagged", "images": s["images"],
                          "top block": s.get("top_block"),
                          "top half": s.get("top_half"), "all blocks": s.get("all_blocks"),
                          "top block alone": s.get("independent_top_block"),
                          "block 0 alone": s.get("independent_first_block"),
-                         "random logit": s.get("random_logit"), "verdict": "pass" if s["passes"] else "flagged"})
+                         "random logit": s.get("random_logit")})
     return pd.DataFrame(rows)
 
 

@@ -222,5 +222,37 @@ def gaps(summary: dict) -> list[str]:
     return out
 
 
+def remaining_evaluation(summary: dict, root: Path | None = None, models=None) -> dict[str, float | None]:
+    """{model key: the single-core seconds the evaluation's missing (image, method) pairs should take}: per method
+    the median of (explanation + metric seconds) over its rows on that model, else on another model; None when a
+    method with gaps has no rows anywhere. An estimate from the runs so far (their CPU was shared at times)."""
+    root, models = Path(root or plan.RESULTS), models or plan.MODELS
+    per_pair: dict[tuple[str, str], float] = {}
+    for m in models:
+        path = root / m.key / "evaluate" / "results.csv"
+        rows = [r for r in read_results(path) if not r.get("error")] if path.exists() else []
+        for method in {r["method"] for r in rows}:
+            t = [float(r["seconds"]) + float(r["metric_seconds"]) for r in rows if r["method"] == method
+                 and r.get("seconds") not in (None, "") and r.get("metric_seconds") not in (None, "")]
+            t = [v for v in t if math.isfinite(v)]
+            if t:
+                per_pair[m.key, method] = float(np.median(t))
+    out: dict[str, float | None] = {}
+    for entry in summary["models"]:
+        total = 0.0
+        for method, c in entry["coverage"]["evaluate"].items():
+            missing = max(0, c["expected"] - c["done"])
+            if not missing:
+                continue
+            t = per_pair.get((entry["key"], method))
+            t = t if t is not None else next((v for (k, x), v in per_pair.items() if x == method), None)
+            if t is None:
+                total = None
+                break
+            total += missing * t
+        out[entry["key"]] = total
+    return out
+
+
 def write_json(summary: dict, path: Path) -> None:
     Path(path).write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")  # strict JSON: no NaN

@@ -189,6 +189,12 @@ def main(argv=None) -> int:
     if args.check_complete:
         gaps = D.gaps(summary)
         print("\n".join(gaps) if gaps else "complete: every (model, part, method) has the planned images")
+        for key, sec in D.remaining_evaluation(summary, Path(args.root)).items():
+            if sec is None:
+                print(f"{key} evaluate: still to run, no rows yet to estimate its time from")
+            elif sec > 0:
+                print(f"{key} evaluate: about {sec / 3600:.1f} hours still to run on one CPU core (medians of the "
+                      "rows so far, explanation and metrics)")
         return 1 if gaps else 0
     text = markdown(summary)
     if args.write:

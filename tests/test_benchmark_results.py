@@ -107,7 +107,23 @@ def test_check_complete_reports_a_constructed_gap(tmp_path, capsys):
     assert T.main(["--check-complete", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "m1 evaluate flat: 5 of 6 images" in out.splitlines()
-    assert not [line for line in out.splitlines() if line.startswith("m1 ") and "flat" not in line]
+    assert not [line for line in out.splitlines() if line.startswith("m1 ") and "flat" not in line
+                and "hours still to run" not in line]
+    # the time still to run: each missing pair at its method's median on that model (m2's flat and the reference
+    # rows it lacks take m1's medians), the explanation's seconds and the metrics' together
+    rows = D.read_results(path)
+
+    def median(model_rows, m):
+        return float(np.median([float(r["seconds"]) + float(r["metric_seconds"]) for r in model_rows
+                                if r["method"] == m]))
+
+    s = D.collect(tmp_path)
+    m2 = D.read_results(tmp_path / "m2" / "evaluate" / "results.csv")
+    want_m2 = sum((6 - c["done"]) * median(m2 if c["done"] else rows, m)
+                  for m, c in s["models"][1]["coverage"]["evaluate"].items() if c["done"] < 6)
+    est = D.remaining_evaluation(s, tmp_path)
+    assert est["m1"] == pytest.approx(median(rows, "flat")) and est["m2"] == pytest.approx(want_m2)
+    assert f"m2 evaluate: about {want_m2 / 3600:.1f} hours still to run" in out
 
 
 @pytest.mark.usefixtures("small_plan")

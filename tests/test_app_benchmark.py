@@ -128,6 +128,20 @@ def test_phone_labels_never_overlap_and_the_best_are_placed_first():
     assert not [(i, j) for i in placed for j in placed if i < j and meet(box[i], box[j])]
     assert not [(i, j) for i in placed for j in range(n) if meet(box[i], (px[j] - 5, py[j] - 5, px[j] + 5, py[j] + 5))]
     assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height for r in box.values())
+    # a label is left out only when none of its places (8 directions x 4 distances) was free of the points and of
+    # the labels placed before it, inside the plot
+    for k, i in enumerate(order):
+        if offsets[i] is not None:
+            continue
+        w = char * len(names[i])
+        taken = [(px[j] - 5, py[j] - 5, px[j] + 5, py[j] + 5) for j in range(n)] + \
+            [box[j] for j in order[:k] if j in box]
+        for gap in (4, 16, 30, 46):
+            for cx, cy in ((0, 1), (1, 0), (-1, 0), (0, -1), (0.7, 0.7), (-0.7, 0.7), (0.7, -0.7), (-0.7, -0.7)):
+                a, b = px[i] + cx * (w / 2 + gap), py[i] + cy * (line / 2 + gap)
+                r = (a - w / 2, b - line / 2, a + w / 2, b + line / 2)
+                inside = r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height
+                assert not inside or any(meet(r, o) for o in taken), (names[i], gap, cx, cy)
     assert None not in label_offsets(xs, ys, names, width, height, char_px=char, line_px=line)
 
 

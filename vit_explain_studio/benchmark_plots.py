@@ -121,14 +121,16 @@ def label_offsets(xs: list[float], ys: list[float], names: list[str], width: flo
             for cx, cy in directions:
                 dx, dy = cx * (w / 2 + gap), cy * (h / 2 + gap)
                 r = (px[i] + dx - w / 2, py[i] + dy - h / 2, px[i] + dx + w / 2, py[i] + dy + h / 2)
-                # overlaps and twice the part cut off by the plot's edge; then a little for the distance
+                # overlaps and twice the part cut off by the plot's edge; then a little for the distance (with
+                # ``drop``, any free place first: a far free place beats a near one with a small overlap)
                 clash = sum(_area(r, o) for o in boxes) + 2 * (w * h - _area(r, plot))
-                if best is None or clash + 0.5 * gap < best[0] - 1e-9:
-                    best = (clash + 0.5 * gap, clash, (dx, dy), r)
-        if drop and best[1] > 1e-9:
+                key = (drop and clash > 1e-9, clash + 0.5 * gap)
+                if best is None or key[0] < best[0][0] or (key[0] == best[0][0] and key[1] < best[0][1] - 1e-9):
+                    best = (key, (dx, dy), r)
+        if best[0][0]:  # drop, and no free place
             continue
-        offsets[i] = best[2]
-        boxes.append(best[3])
+        offsets[i] = best[1]
+        boxes.append(best[2])
     return offsets
 
 

@@ -76,13 +76,18 @@ SETTINGS = ("model", "weights_sha256", "preset", "steps", "tolerance", "extra_me
             "random_logit", "results_version")
 
 
-def _settings(folder: Path) -> dict:
-    """The settings of a run folder that change its numbers (from ``run.json``, its fingerprint when it has one;
-    no machine paths)."""
+def _run_json(folder: Path) -> dict:
+    """A run folder's ``run.json`` as it is ({} when missing or unreadable: the tables then show no settings)."""
     try:
         body = json.loads((folder / "run.json").read_text())
     except (OSError, ValueError):
         return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _settings(body: dict) -> dict:
+    """The settings of a run folder that change its numbers (from its ``run.json`` ``body``, the fingerprint when
+    it has one; no machine paths)."""
     fp = body.get("fingerprint") if isinstance(body.get("fingerprint"), dict) else body
     return {k: fp[k] for k in SETTINGS if k in fp}
 
@@ -96,7 +101,7 @@ def _evaluation(folder: Path, order: list[str]) -> dict:
     curves = read_curves(folder / "curves.csv")
     images = sorted({r["image"] for r in rows})
     correct = {r["image"]: r.get("correct") for r in rows}
-    out = {"settings": _settings(folder), "images": len(images),
+    out = {"settings": _settings(_run_json(folder)), "images": len(images),
            "correct": sum(1 for v in correct.values() if v == "1"), "methods": {}, "fractions": None}
     values = {(m, k): per_image(ok, m, k) for m in methods for k in COMPARED}
     for m in methods:
@@ -134,16 +139,13 @@ def _evaluation(folder: Path, order: list[str]) -> dict:
     return out
 
 
-def _budgets(folder: Path) -> dict:
-    """{method: {parameter: value}} for the parameters a run folder recorded other than the registry's defaults
-    (``sanity --param``: a many-pass method's smaller budget)."""
+def _budgets(body: dict) -> dict:
+    """{method: {parameter: value}} for the parameters a run folder's ``run.json`` ``body`` recorded other than the
+    registry's defaults (``sanity --param``: a many-pass method's smaller budget)."""
     from explainers import METHODS
     from explainers.run_folder import method_params
 
-    try:
-        recorded = json.loads((folder / "run.json").read_text()).get("methods") or {}
-    except (OSError, ValueError, AttributeError):
-        return {}
+    recorded = body.get("methods") if isinstance(body.get("methods"), dict) else {}
     out = {}
     for m, params in recorded.items():
         if m in METHODS and isinstance(params, dict):
@@ -157,8 +159,9 @@ def _budgets(folder: Path) -> dict:
 def _sanity(folder: Path, order: list[str]) -> dict:
     path = folder / "sanity.csv"
     results = read_sanity(folder) if path.exists() else []
-    out = {"settings": _settings(folder), "methods": {}}
-    budgets = _budgets(folder)
+    body = _run_json(folder)
+    out = {"settings": _settings(body), "methods": {}}
+    budgets = _budgets(body)
     summary = {s["method"]: s for s in S.summarize(results)}
     present = list(dict.fromkeys(r.method for r in results))
     for m in [m for m in order if m in present] + [m for m in present if m not in order]:

@@ -23,7 +23,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import results_data as D  # noqa: E402
 
 from explainers.errors import ExplainerError  # noqa: E402
-from vit_explain_studio.results_summary import fmt, ranked, versus  # noqa: E402
+from vit_explain_studio.results_summary import fmt, params_text, ranked, versus  # noqa: E402
 
 DOC = D.plan.ROOT / "docs" / "benchmark-results.md"
 BEGIN, END = "<!-- results-tables:begin -->", "<!-- results-tables:end -->"
@@ -85,8 +85,8 @@ def extra_table(model: dict, summary: dict) -> str:
 
 def budget_note(entry: dict) -> str:
     """" (masks=1000)" for a method checked with parameters other than its defaults, else ""."""
-    b = entry.get("budget") or {}
-    return " (" + ", ".join(f"{k}={v}" for k, v in b.items()) + ")" if b else ""
+    text = params_text(entry.get("budget"))
+    return f" ({text})" if text else ""
 
 
 def sanity_table(model: dict, summary: dict) -> str:
@@ -134,7 +134,7 @@ def markdown(summary: dict) -> str:
              f"The plan: {p['eval_images']} images per model for every method in the evaluation; the sanity checks "
              f"on the first {p['sanity_images']} images, the many-pass methods ({', '.join(p['many_pass'])}) on "
              f"the first {p['many_pass_sanity_images']}"
-             + "".join(f", {m} with {', '.join(f'{k}={v}' for k, v in ps.items())} (the evaluation: defaults)"
+             + "".join(f", {m} with {params_text(ps)} (the evaluation: defaults)"
                        for m, ps in p.get("sanity_params", {}).items())
              + ". Counts below are what the committed files hold.\n",
              coverage_table(summary)]

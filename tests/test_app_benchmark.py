@@ -80,6 +80,11 @@ def test_benchmark_page_without_results_says_how_to_make_them(tmp_path, monkeypa
     assert "no reference results" in at.info[0].value and "results_tables.py --write" in at.info[0].value
 
 
+def meet(r, o, tol: float = 0.0) -> bool:
+    """Whether boxes (x0, y0, x1, y1) overlap by more than ``tol`` pixels each way."""
+    return min(r[2], o[2]) > max(r[0], o[0]) + tol and min(r[3], o[3]) > max(r[1], o[1]) + tol
+
+
 def test_cost_labels_stay_apart_and_inside_the_plot():
     """Crowded points (three within a few pixels, as the rollouts are on DeiT-Tiny) get labels that overlap
     neither one another nor any point and stay inside the plot; Plotly's fixed text positions overlapped."""
@@ -94,9 +99,6 @@ def test_cost_labels_stay_apart_and_inside_the_plot():
     boxes = [(a + dx - 3 * len(n), b + dy - 6.5, a + dx + 3 * len(n), b + dy + 6.5)
              for a, b, (dx, dy), n in zip(px, py, offsets, names)]
     points = [(a - 5, b - 5, a + 5, b + 5) for a, b in zip(px, py)]
-
-    def meet(r, o):
-        return min(r[2], o[2]) > max(r[0], o[0]) and min(r[3], o[3]) > max(r[1], o[1])
 
     assert not [(i, j) for i in range(6) for j in range(i + 1, 6) if meet(boxes[i], boxes[j])]
     assert not [(i, j) for i in range(6) for j in range(6) if meet(boxes[i], points[j])]
@@ -122,11 +124,9 @@ def test_phone_labels_never_overlap_and_the_best_are_placed_first():
     box = {i: (px[i] + offsets[i][0] - char * len(names[i]) / 2, py[i] + offsets[i][1] - line / 2,
                px[i] + offsets[i][0] + char * len(names[i]) / 2, py[i] + offsets[i][1] + line / 2) for i in placed}
 
-    def meet(r, o):
-        return min(r[2], o[2]) > max(r[0], o[0]) + 1e-6 and min(r[3], o[3]) > max(r[1], o[1]) + 1e-6
-
-    assert not [(i, j) for i in placed for j in placed if i < j and meet(box[i], box[j])]
-    assert not [(i, j) for i in placed for j in range(n) if meet(box[i], (px[j] - 5, py[j] - 5, px[j] + 5, py[j] + 5))]
+    assert not [(i, j) for i in placed for j in placed if i < j and meet(box[i], box[j], 1e-6)]
+    dots = [(a - 5, b - 5, a + 5, b + 5) for a, b in zip(px, py)]
+    assert not [(i, j) for i in placed for j in range(n) if meet(box[i], dots[j], 1e-6)]
     assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height for r in box.values())
     # a label is left out only when none of its places (8 directions x 4 distances) was free of the points and of
     # the labels placed before it, inside the plot
@@ -141,7 +141,7 @@ def test_phone_labels_never_overlap_and_the_best_are_placed_first():
                 a, b = px[i] + cx * (w / 2 + gap), py[i] + cy * (line / 2 + gap)
                 r = (a - w / 2, b - line / 2, a + w / 2, b + line / 2)
                 inside = r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height
-                assert not inside or any(meet(r, o) for o in taken), (names[i], gap, cx, cy)
+                assert not inside or any(meet(r, o, 1e-6) for o in taken), (names[i], gap, cx, cy)
     assert None not in label_offsets(xs, ys, names, width, height, char_px=char, line_px=line)
 
 

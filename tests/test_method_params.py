@@ -116,7 +116,7 @@ def test_the_summary_and_the_tables_state_the_budget(tmp_path):
     folder = tmp_path / "sanity"
     with RunFolder(folder, "sanity", {"model": "m"}, method_params(["rise", "gradcam"], plan.SANITY_PARAMS)) as f:
         f.write_run_json()
-    assert D._budgets(folder) == {"rise": {"masks": 1000}}
+    assert D._budgets(D._run_json(folder)) == {"rise": {"masks": 1000}}
     entry = {"images": 5, "passes": True, "budget": {"masks": 1000}, "top_half": 0.1}
     model = {"sanity": {"methods": {"rise": entry, "gradcam": {**entry, "budget": {}}}}}
     summary = {"plan": {"reference": ["random", "gaussian"]}}

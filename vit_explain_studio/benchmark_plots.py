@@ -160,8 +160,8 @@ def cost(model: dict, metric: str, title: str, reference: tuple[str, ...], highe
             x=[xs[m] for m in ms], y=[ys[m] for m in ms], mode="markers", text=ms,
             name=f"sanity: {kind}", marker=dict(size=9, color=VERDICT_COLOURS[kind]),
             hovertemplate="%{text}<br>%{x:.2f} s per image<br>" + title + " %{y:.3f}<extra></extra>"))
-    unlabelled, lines = [], {ref: stat(model, ref, metric) for ref in reference}
-    lines = {ref: s["mean"] for ref, s in lines.items() if s is not None}
+    unlabelled = []
+    lines = {ref: s["mean"] for ref in reference if (s := stat(model, ref, metric)) is not None}
     if shown:
         (width, height), font = (PHONE_PLOT, 9) if phone else (DESKTOP_PLOT, 10)
         best_first = sorted(range(len(shown)), key=lambda i: -ys[shown[i]] if higher_is_better else ys[shown[i]])

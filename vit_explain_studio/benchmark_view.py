@@ -18,7 +18,7 @@ import streamlit as st
 
 from . import benchmark_plots as bp
 from . import settings
-from .results_summary import fmt, ranked, versus
+from .results_summary import fmt, params_text, ranked, versus
 from .views import CHART_CONFIG
 
 SUMMARY = "summary.json"
@@ -100,7 +100,7 @@ def sanity_frame(model: dict) -> pd.DataFrame:
     rows = []
     for m, s in model["sanity"]["methods"].items():
         if "passes" in s:
-            budget = ", ".join(f"{k}={v}" for k, v in (s.get("budget") or {}).items())
+            budget = params_text(s.get("budget"))
             # the verdict beside the name: on a phone the numbers scroll sideways, the verdict stays in view
             rows.append({"method": f"{m} ({budget})" if budget else m,
                          "verdict": "pass" if s["passes"] else "flagged", "images": s["images"],

@@ -42,6 +42,11 @@ def versus(entry: dict, ref: str) -> str:
     return " and ".join(won) if won else "no"
 
 
+def params_text(params: dict | None) -> str:
+    """"masks=1000, cells=5": a method's parameters other than its defaults (a sanity budget), "" without any."""
+    return ", ".join(f"{k}={v}" for k, v in (params or {}).items())
+
+
 def names(methods: list[str]) -> str:
     """"a", "a and b", "a, b and c" (code-formatted)."""
     ms = [f"`{m}`" for m in methods]

@@ -97,6 +97,24 @@ def test_reading_and_tables_say_what_the_numbers_say(tmp_path):
 
 
 @pytest.mark.usefixtures("small_plan")
+def test_reading_of_a_partial_run_says_the_means_are_over_different_images(tmp_path):
+    complete = " ".join(build(tmp_path)["models"][0]["reading"])
+    assert "do not have the same images" not in complete and "on its" not in complete
+    folder = tmp_path / "m1" / "evaluate"  # good and rise (the two leading profiles) keep only the first 3 images
+    for name in ("results.csv", "curves.csv"):
+        df = pd.read_csv(folder / name, dtype=str, keep_default_na=False)
+        late = df.method.isin(["good", "rise"]) & ~df.image.isin(df.image.unique()[:3])
+        df[~late].to_csv(folder / name, index=False)
+    partial = D.collect(tmp_path, plan.MODELS)["models"][0]
+    assert {m: e["images"] for m, e in partial["evaluate"]["methods"].items()} == {
+        "good": 3, "flat": 6, "rise": 3, "random": 6, "gaussian": 6}
+    text = " ".join(partial["reading"])
+    assert "do not have the same images yet (3 to 6 each" in text
+    assert partial["evaluate"]["leaders"]["insertion_auc"]["leader"] in ("good", "rise")
+    assert "leads (" in text and text.count(", on its 3 images)") == 2  # both AUCs' leaders have 3 of 6
+
+
+@pytest.mark.usefixtures("small_plan")
 def test_check_complete_reports_a_constructed_gap(tmp_path, capsys):
     s = build(tmp_path, m2_images=6)
     assert not [g for g in D.gaps(s) if g.startswith("m1 ")]

@@ -67,9 +67,17 @@ def reading(model: dict, reference=("random", "gaussian")) -> list[str]:
         out.append(f"On {model['title']}, {ev['images']} image{'s' if ev['images'] != 1 else ''} "
                    f"({len(methods)} method{'s' if len(methods) != 1 else ''} with rows; the model is right on "
                    f"{ev['correct']} of them).")
+        counts = sorted({e["images"] for e in methods.values()})
+        if len(counts) > 1:  # a partial run: means over different images, not to be ranked against each other
+            out.append(f"The methods do not have the same images yet ({counts[0]} to {counts[-1]} each, the "
+                       "`images` column): each mean is over its own images, the comparisons below are paired over "
+                       "the images two methods share, and the ranking is provisional until every method has "
+                       "every image.")
     for k, lead in ev.get("leaders", {}).items():
         best = methods[lead["leader"]]["metrics"][k]
-        text = f"On {TITLES[k]}, `{lead['leader']}` leads ({fmt(best)})"
+        own = methods[lead["leader"]]["images"]
+        text = (f"On {TITLES[k]}, `{lead['leader']}` leads ({fmt(best)}"
+                + (f", on its {own} images)" if own < ev["images"] else ")"))
         tied = lead["tied"]
         if len(methods) == 1:
             pass

@@ -112,6 +112,8 @@ def _evaluation(folder: Path, order: list[str]) -> dict:
             s = stats.get((k, m))
             if s is not None and s["n"]:
                 entry["metrics"][k] = {"n": s["n"], "mean": _r(s["mean"]), "ci95": _r(s["ci95"])}
+        if "seconds" in entry["metrics"]:  # the typical cost: the median (the mean carries a loaded machine's minutes)
+            entry["metrics"]["seconds"]["median"] = _r(np.median(list(per_image(ok, m, "seconds").values())))
         entry["versus"] = {ref: {k: paired(values[m, k], values[ref, k], METRICS[k].higher_is_better)
                                  for k in COMPARED}
                            for ref in plan.REFERENCE if ref != m and (ref, COMPARED[0]) in values}

@@ -23,7 +23,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import results_data as D  # noqa: E402
 
 from explainers.errors import ExplainerError  # noqa: E402
-from vit_explain_studio.results_summary import fmt, params_text, ranked, versus  # noqa: E402
+from vit_explain_studio.results_summary import fmt, params_text, ranked, seconds, versus  # noqa: E402
 
 DOC = D.plan.ROOT / "docs" / "benchmark-results.md"
 BEGIN, END = "<!-- results-tables:begin -->", "<!-- results-tables:end -->"
@@ -58,12 +58,12 @@ def verdict(model: dict, method: str) -> str:
 def evaluation_table(model: dict, summary: dict) -> str:
     cols = D.MAIN_METRICS
     lines = ["| method | " + " | ".join(_head(summary, k) for k in cols)
-             + " | s / image | better than random | better than gaussian | sanity (images) | images |",
+             + " | median s / image | better than random | better than gaussian | sanity (images) | images |",
              "|---|" + "---:|" * len(cols) + "---:|---|---|---|---:|"]
     for m in _ranked(model, "insertion_auc", summary):
         e = model["evaluate"]["methods"][m]
         cells = [fmt(e["metrics"].get(k)) for k in cols]
-        sec = e["metrics"].get("seconds", {}).get("mean")
+        sec = seconds(model, m)
         cells.append("n/a" if sec is None else f"{sec:.2f}")
         cells += [versus(e, "random"), versus(e, "gaussian"), verdict(model, m), str(e["images"])]
         lines.append(f"| {_name(m, summary)} | " + " | ".join(cells) + " |")

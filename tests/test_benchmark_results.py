@@ -115,6 +115,28 @@ def test_reading_of_a_partial_run_says_the_means_are_over_different_images(tmp_p
 
 
 @pytest.mark.usefixtures("small_plan")
+def test_cost_is_the_median_of_the_rows_in_the_table_and_the_chart(tmp_path):
+    from vit_explain_studio import benchmark_plots as bp
+
+    build(tmp_path)
+    path = tmp_path / "m1" / "evaluate" / "results.csv"
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    first = df.index[df.method == "good"][0]  # one row timed on a loaded machine: 100 times the others
+    df.loc[first, "seconds"] = repr(100 * float(df.loc[first, "seconds"]))
+    df.to_csv(path, index=False)
+    s = D.collect(tmp_path, plan.MODELS)
+    model = s["models"][0]
+    rows = df[df.method == "good"].seconds.astype(float)
+    sec = model["evaluate"]["methods"]["good"]["metrics"]["seconds"]
+    assert sec["median"] == pytest.approx(rows.median(), rel=1e-5) and sec["mean"] > 10 * sec["median"]
+    row = next(line for line in T.evaluation_table(model, s).splitlines() if line.startswith("| good |"))
+    assert row.split(" | ")[5] == f"{rows.median():.2f}"
+    fig = bp.cost(model, "deletion_auc", "Deletion AUC", tuple(plan.REFERENCE))
+    xs = {m: x for t in fig.data for m, x in zip(t.text, t.x)}
+    assert xs["good"] == pytest.approx(rows.median(), rel=1e-5)
+
+
+@pytest.mark.usefixtures("small_plan")
 def test_check_complete_reports_a_constructed_gap(tmp_path, capsys):
     s = build(tmp_path, m2_images=6)
     assert not [g for g in D.gaps(s) if g.startswith("m1 ")]

@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .plots import COLORS, REFERENCE_STYLE, _compact
-from .results_summary import stat
+from .results_summary import seconds, stat
 
 VERDICT_COLOURS = {"pass": "#2ca02c", "flagged": "#d62728", "not checked": "#7f7f7f"}
 
@@ -149,8 +149,8 @@ def cost(model: dict, metric: str, title: str, reference: tuple[str, ...], highe
     names those methods."""
     fig = go.Figure()
     shown = [m for m in model["evaluate"]["methods"] if m not in reference and stat(model, m, metric)
-             and stat(model, m, "seconds") and stat(model, m, "seconds")["mean"] > 0]
-    xs = {m: stat(model, m, "seconds")["mean"] for m in shown}
+             and (seconds(model, m) or 0) > 0]
+    xs = {m: seconds(model, m) for m in shown}
     ys = {m: stat(model, m, metric)["mean"] for m in shown}
     for kind in ("pass", "flagged", "not checked"):
         ms = [m for m in shown if verdict(model, m) == kind]
@@ -178,7 +178,7 @@ def cost(model: dict, metric: str, title: str, reference: tuple[str, ...], highe
     for ref, y in lines.items():
         fig.add_hline(y=y, line=dict(width=1, **REFERENCE_STYLE[ref]), annotation_text=f"{ref} map",
                       annotation_position="bottom right")
-    fig.update_xaxes(type="log", title_text="seconds per image (explanation alone, log scale)")
+    fig.update_xaxes(type="log", title_text="seconds per image (median, explanation alone, log scale)")
     fig.update_yaxes(title_text=title)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.14 if phone else -0.18, x=0,
                                   font=dict(size=11)), title=dict(text=f"Cost against {title}", font=dict(size=14)))

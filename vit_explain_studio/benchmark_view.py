@@ -18,7 +18,7 @@ import streamlit as st
 
 from . import benchmark_plots as bp
 from . import settings
-from .results_summary import fmt, params_text, ranked, versus
+from .results_summary import fmt, params_text, ranked, seconds, versus
 from .views import CHART_CONFIG
 
 SUMMARY = "summary.json"
@@ -65,14 +65,14 @@ def table(model: dict, order: list[str], metric: str, reference: tuple[str, ...]
     rows = []
     for rank, m in enumerate(order, 1):
         e = model["evaluate"]["methods"][m]
-        sec = bp.stat(model, m, "seconds")
+        sec = seconds(model, m)
         rows.append({"rank": rank, "method": m + (" (reference)" if m in reference else ""),
                      "score (95 % CI)": fmt(bp.stat(model, m, metric)),
                      "sanity": bp.verdict(model, m) if m not in reference else "reference",
                      "insertion AUC": fmt(bp.stat(model, m, "insertion_auc")),
                      "deletion AUC": fmt(bp.stat(model, m, "deletion_auc")),
                      "beats random on": versus(e, "random"), "beats Gaussian on": versus(e, "gaussian"),
-                     "s / image": None if sec is None else round(sec["mean"], 3), "images": _images(model, m)})
+                     "median s / image": None if sec is None else round(sec, 3), "images": _images(model, m)})
     return pd.DataFrame(rows)
 
 
@@ -147,11 +147,12 @@ def benchmark_page() -> None:
                f"preset `{s.get('preset', '?')}`; mean ± 95 % confidence half-width. \"Beats random / Gaussian "
                "on\": the paired 95 % interval of the per-image difference lies on the better side. Sanity: the "
                "cascading randomisation verdict (pass: the map changes once the top half of the blocks is "
-               "random). Seconds: the explanation alone, on the shared 2-core CPU of the reference runs.")
+               "random). Seconds: the median of a method's images, the explanation alone, on the shared 2-core CPU of "
+               "the reference runs.")
     st.plotly_chart(bp.ranking(model, order, metric, metrics[metric]["title"], reference), key="bm.rank",
                     width="stretch", config=CHART_CONFIG)
     st.dataframe(table(model, order, metric, reference), hide_index=True, width="stretch",
-                 column_config={"s / image": st.column_config.NumberColumn(format="%.3f")})
+                 column_config={"median s / image": st.column_config.NumberColumn(format="%.3f")})
     st.subheader("Mean insertion and deletion curves")
     with_curves = [m for m in order if model["evaluate"]["methods"][m].get("curves")]
     fractions = model["evaluate"].get("fractions")

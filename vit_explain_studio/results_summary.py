@@ -22,6 +22,13 @@ def stat(model: dict, method: str, metric: str) -> dict | None:
     return s if s and s.get("mean") is not None else None
 
 
+def seconds(model: dict, method: str) -> float | None:
+    """A method's seconds per image (the explanation alone): the median of its rows, robust to the minutes a
+    shared machine was loaded (the mean where a summary has no median); None without timings."""
+    s = model["evaluate"]["methods"].get(method, {}).get("metrics", {}).get("seconds")
+    return None if not s else s.get("median", s.get("mean"))
+
+
 def ranked(model: dict, metric: str, higher_is_better: bool, keep_missing: bool = False) -> list[str]:
     """Methods with a value of ``metric``, best first; with ``keep_missing`` the others follow in plan order."""
     ms = model["evaluate"]["methods"]

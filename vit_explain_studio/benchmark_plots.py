@@ -178,7 +178,7 @@ def cost(model: dict, metric: str, title: str, reference: tuple[str, ...], highe
     for ref, y in lines.items():
         fig.add_hline(y=y, line=dict(width=1, **REFERENCE_STYLE[ref]), annotation_text=f"{ref} map",
                       annotation_position="bottom right")
-    fig.update_xaxes(type="log", title_text="seconds per image (median, explanation alone, log scale)")
+    fig.update_xaxes(type="log", title_text="median seconds per image (log scale)")
     fig.update_yaxes(title_text=title)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.14 if phone else -0.18, x=0,
                                   font=dict(size=11)), title=dict(text=f"Cost against {title}", font=dict(size=14)))

@@ -170,8 +170,9 @@ def benchmark_page() -> None:
     fig = bp.cost(model, axis, metrics[axis]["title"], reference, metrics[axis]["higher_is_better"], phone)
     st.plotly_chart(fig, key="bm.costfig", width="stretch", config=CHART_CONFIG)
     unlabelled = fig.layout.meta["unlabelled"]
-    st.caption("Cheap methods as good as the expensive ones sit at the left at the same height. The reference "
-               "maps cost nothing and are drawn as lines."
+    st.caption("Cheap methods as good as the expensive ones sit at the left at the same height. Seconds: the "
+               "median per image of the explanation alone (the metrics not counted). The reference maps cost "
+               "nothing and are drawn as lines."
                + (f" On a phone the best methods are labelled first; {len(unlabelled)} more have no room for a "
                   "label here (tap a point for its name): " + ", ".join(unlabelled) + "." if unlabelled else ""))
     st.subheader("Sanity checks")

@@ -25,8 +25,8 @@ def stat(model: dict, method: str, metric: str) -> dict | None:
 def seconds(model: dict, method: str) -> float | None:
     """A method's seconds per image (the explanation alone): the median of its rows, robust to the minutes a
     shared machine was loaded (the mean where a summary has no median); None without timings."""
-    s = model["evaluate"]["methods"].get(method, {}).get("metrics", {}).get("seconds")
-    return None if not s else s.get("median", s.get("mean"))
+    s = stat(model, method, "seconds")
+    return None if s is None else s.get("median", s["mean"])
 
 
 def ranked(model: dict, metric: str, higher_is_better: bool, keep_missing: bool = False) -> list[str]:

@@ -28,6 +28,21 @@ def test_docs_and_summary_json_are_regenerated_from_the_committed_results():
     assert committed == json.loads(json.dumps(summary)), "run: python benchmarks/results_tables.py --write"
 
 
+def test_the_committed_results_cover_every_planned_pair():
+    """Issue 25's bar: every (model, image, method) pair of the plan has its row without an error. The evaluation
+    rows are counted here from results.csv (distinct images per method, against the image folder); the sanity
+    part through ``gaps``, which ``--check-complete`` prints."""
+    images = sorted(p.name for p in (ROOT / plan.IMAGES).iterdir() if p.suffix.lower() in (".jpeg", ".jpg"))
+    assert len(images) == plan.EVAL_IMAGES
+    for m in plan.MODELS:
+        rows = pd.read_csv(plan.RESULTS / m.key / "evaluate" / "results.csv", dtype=str, keep_default_na=False)
+        ok = rows[rows["error"] == ""]
+        for method in plan.methods():
+            got = sorted(set(ok.loc[ok["method"] == method, "image"]))
+            assert got == images, f"{m.key} {method}: {len(got)} of {len(images)} images"
+    assert D.gaps(D.collect()) == [], "resume with: python benchmarks/run_reference.py (docs/benchmark-results.md)"
+
+
 def test_the_plan_covers_every_registered_method_with_relative_paths():
     assert plan.check_plan() == []
     cmds = plan.commands(device="cuda")
@@ -94,6 +109,22 @@ def test_reading_and_tables_say_what_the_numbers_say(tmp_path):
     assert ("| Model Two | evaluate | 0 of 5 | 6 of 30 | good 3/6, random 3/6; not started: flat, gaussian, rise |"
             in text)
     assert "| Model Two | sanity | 0 of 5 | 0 of 18 | not started |" in text
+
+
+def test_reading_names_the_methods_within_the_leaders_interval_in_number():
+    from vit_explain_studio.results_summary import reading
+
+    def model(tied):
+        stat = {"n": 5, "mean": 0.5, "ci95": 0.1}
+        methods = {m: {"images": 5, "metrics": {"insertion_auc": stat}} for m in ["a", *tied, "z"]}
+        ev = {"images": 5, "correct": 4, "methods": methods,
+              "leaders": {"insertion_auc": {"leader": "a", "tied": tied}}}
+        return " ".join(reading({"title": "M", "evaluate": ev, "sanity": {"methods": {}}}))
+
+    assert "`b` is within its paired 95 % interval, so the lead over it is not established." in model(["b"])
+    assert ("`b` and `c` are within its paired 95 % interval, so the lead over them is not established."
+            in model(["b", "c"]))
+    assert "`a` leads (0.500 ± 0.100) and is ahead of every other method" in model([])
 
 
 @pytest.mark.usefixtures("small_plan")

@@ -90,7 +90,7 @@ def reading(model: dict, reference=("random", "gaussian")) -> list[str]:
             pass
         elif tied:
             text += (f"; {names(tied)} {'is' if len(tied) == 1 else 'are'} within its paired 95 % interval, "
-                     "so the lead over them is not established")
+                     f"so the lead over {'it' if len(tied) == 1 else 'them'} is not established")
         else:
             text += " and is ahead of every other method by a paired 95 % interval"
         out.append(text + ".")

@@ -105,6 +105,31 @@ def test_cost_labels_stay_apart_and_inside_the_plot():
     assert all(r[0] >= 0 and r[1] >= 0 and r[2] <= width and r[3] <= height for r in boxes)
 
 
+def test_cost_labels_keep_off_the_reference_lines():
+    """A point just under a reference row's line (full LRP under the random map's line on DeiT-Tiny): its label
+    goes where it crosses neither the line nor the line's name at its right end; placed without the line, it
+    would sit across it."""
+    from vit_explain_studio.benchmark_plots import label_offsets, plot_pixels
+
+    xs, ys, names = [0.3, 0.08, 70.0], [0.345, 0.2, 0.21], ["lrp_full", "gradcam", "rise"]
+    width, height, line = 860, 320, 13.0
+    ref = 0.3475
+    _, py = plot_pixels([*xs, xs[0]], [*ys, ref], width, height, (ref,))
+    px, _ = plot_pixels(xs, ys, width, height, (ref,))
+    y_line = py[-1]
+
+    def box(off):
+        return (px[0] + off[0] - 3 * len(names[0]), py[0] + off[1] - line / 2,
+                px[0] + off[0] + 3 * len(names[0]), py[0] + off[1] + line / 2)
+
+    crossed = box(label_offsets(xs, ys, names, width, height)[0])  # the line ignored (though the axis spans it)
+    assert crossed[1] < y_line < crossed[3]
+    placed = box(label_offsets(xs, ys, names, width, height, y_also=(ref,))[0])
+    assert not placed[1] - 2 < y_line < placed[3] + 2
+    assert not meet(placed, (width - 72, y_line - line - 2, width, y_line))
+    assert placed[0] >= 0 and placed[1] >= 0 and placed[2] <= width and placed[3] <= height
+
+
 def test_phone_labels_never_overlap_and_the_best_are_placed_first():
     """In a plot too small for every label (a phone's), ``drop`` leaves out the labels that find no free place
     instead of overlapping: the placed ones overlap neither one another nor a point and stay inside; the first

@@ -105,10 +105,16 @@ def label_offsets(xs: list[float], ys: list[float], names: list[str], width: flo
 
     order: the indices in the order their labels are placed (default: the most crowded points first, as they have
     the fewest free places). drop: a label that finds no free place inside the plot is left out (None) instead of
-    overlapping another, for a plot too small for every label (a phone's). y_also: as ``plot_pixels``."""
+    overlapping another, for a plot too small for every label (a phone's). y_also: the reference rows' heights, as
+    in ``plot_pixels``; a label also keeps off their lines and off their names under the lines' right ends where it
+    can (a label crossed by a line reads as struck out), without being left out for them."""
     px, py = plot_pixels(xs, ys, width, height, y_also)
     boxes = [(a - marker_px / 2, b - marker_px / 2, a + marker_px / 2, b + marker_px / 2) for a, b in zip(px, py)]
     plot = (0.0, 0.0, width, height)
+    k = len(y_also)
+    _, line_y = plot_pixels([*xs, *[xs[0]] * k], [*ys, *y_also], width, height, y_also) if k else (None, [])
+    lines = [box for y in line_y[len(ys):] for box in
+             ((0.0, y - 2, width, y + 2), (width - 12 * char_px, y - line_px - 2, width, y))]
     if order is None:
         crowd = [int((np.hypot(px - a, py - b) < 60).sum()) for a, b in zip(px, py)]
         order = sorted(range(len(names)), key=lambda i: -crowd[i])
@@ -124,7 +130,7 @@ def label_offsets(xs: list[float], ys: list[float], names: list[str], width: flo
                 # overlaps and twice the part cut off by the plot's edge; then a little for the distance (with
                 # ``drop``, any free place first: a far free place beats a near one with a small overlap)
                 clash = sum(_area(r, o) for o in boxes) + 2 * (w * h - _area(r, plot))
-                key = (drop and clash > 1e-9, clash + 0.5 * gap)
+                key = (drop and clash > 1e-9, clash + sum(_area(r, o) for o in lines) + 0.5 * gap)
                 if best is None or key[0] < best[0][0] or (key[0] == best[0][0] and key[1] < best[0][1] - 1e-9):
                     best = (key, (dx, dy), r)
         if best[0][0]:  # drop, and no free place

@@ -114,8 +114,7 @@ def test_cost_labels_keep_off_the_reference_lines():
     xs, ys, names = [0.3, 0.08, 70.0], [0.345, 0.2, 0.21], ["lrp_full", "gradcam", "rise"]
     width, height, line = 860, 320, 13.0
     ref = 0.3475
-    _, py = plot_pixels([*xs, xs[0]], [*ys, ref], width, height, (ref,))
-    px, _ = plot_pixels(xs, ys, width, height, (ref,))
+    px, py = plot_pixels([*xs, xs[0]], [*ys, ref], width, height, (ref,))
     y_line = py[-1]
 
     def box(off):

@@ -108,12 +108,12 @@ def label_offsets(xs: list[float], ys: list[float], names: list[str], width: flo
     overlapping another, for a plot too small for every label (a phone's). y_also: the reference rows' heights, as
     in ``plot_pixels``; a label also keeps off their lines and off their names under the lines' right ends where it
     can (a label crossed by a line reads as struck out), without being left out for them."""
-    px, py = plot_pixels(xs, ys, width, height, y_also)
+    n = len(ys)  # the reference lines' heights placed with the points (at the first point's x, which moves nothing)
+    px, py = plot_pixels([*xs, *[xs[0]] * len(y_also)], [*ys, *y_also], width, height, y_also)
+    px, py, line_y = px[:n], py[:n], py[n:]
     boxes = [(a - marker_px / 2, b - marker_px / 2, a + marker_px / 2, b + marker_px / 2) for a, b in zip(px, py)]
     plot = (0.0, 0.0, width, height)
-    k = len(y_also)
-    _, line_y = plot_pixels([*xs, *[xs[0]] * k], [*ys, *y_also], width, height, y_also) if k else (None, [])
-    lines = [box for y in line_y[len(ys):] for box in
+    lines = [box for y in line_y for box in  # a line and its name ("gaussian map": 12 characters) at its right end
              ((0.0, y - 2, width, y + 2), (width - 12 * char_px, y - line_px - 2, width, y))]
     if order is None:
         crowd = [int((np.hypot(px - a, py - b) < 60).sum()) for a, b in zip(px, py)]
